@@ -1,0 +1,173 @@
+"""Split a stock Piper VITS graph into an encoder and a HiFi-GAN decoder.
+
+The cut is found by graph structure, not by one export's tensor names: the
+decoder starts at the Conv that feeds the first upsampling ConvTranspose
+(HiFi-GAN's ``conv_pre``); its data input is the latent ``z * y_mask``. For
+multi-speaker voices a second Conv (``cond``) adds the speaker embedding ``g``.
+
+Usage: ``python -m wyoming_piper_stream.split VOICE.onnx [OUT_DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from onnx import ModelProto, NodeProto
+from onnx.utils import Extractor
+
+_LOGGER = logging.getLogger(__name__)
+
+LATENT_NAME = "z"
+SPEAKER_EMBEDDING_NAME = "g"
+
+
+class SplitError(ValueError):
+    """The graph does not have the structure of a Piper VITS voice."""
+
+
+@dataclass(frozen=True)
+class SplitGraphs:
+    """Encoder and decoder of one voice, ready for onnxruntime."""
+
+    encoder: ModelProto
+    """phoneme ids -> ``z`` [1, C, T] (already masked) and ``g`` when multi-speaker."""
+
+    decoder: ModelProto
+    """``z`` (and ``g``) -> ``output`` audio."""
+
+
+@dataclass(frozen=True)
+class _Cut:
+    latent: str
+    speaker_embedding: str | None
+
+
+def _producers(graph: onnx.GraphProto) -> dict[str, NodeProto]:
+    return {out: node for node in graph.node for out in node.output}
+
+
+def _depends_on(graph: onnx.GraphProto, source: str) -> set[str]:
+    """All tensor names computed (transitively) from ``source``."""
+    reached = {source}
+    for node in graph.node:  # ONNX graphs are topologically sorted
+        if any(name in reached for name in node.input):
+            reached.update(node.output)
+    return reached
+
+
+def _find_cut(graph: onnx.GraphProto) -> _Cut:
+    first_upsample = next((n for n in graph.node if n.op_type == "ConvTranspose"), None)
+    if first_upsample is None:
+        raise SplitError("no ConvTranspose: this is not a HiFi-GAN voice")
+
+    producers = _producers(graph)
+    from_phonemes = _depends_on(graph, graph.input[0].name)
+
+    # Walk back from the first upsampling along data inputs until the Convs
+    # that start HiFi-GAN: conv_pre (fed by the phoneme path) and cond (fed by g).
+    frontier = [first_upsample.input[0]]
+    conv_pre: NodeProto | None = None
+    cond: NodeProto | None = None
+    for _ in range(16):
+        next_frontier: list[str] = []
+        for name in frontier:
+            node = producers.get(name)
+            if node is None:
+                continue
+            if node.op_type == "Conv":
+                if node.input[0] in from_phonemes:
+                    conv_pre = conv_pre or node
+                else:
+                    cond = cond or node
+            else:
+                next_frontier.extend(i for i in node.input if i in producers)
+        if conv_pre is not None:
+            break
+        frontier = next_frontier
+    if conv_pre is None:
+        raise SplitError("could not find the HiFi-GAN input convolution")
+
+    speaker = cond.input[0] if cond is not None else None
+    return _Cut(latent=conv_pre.input[0], speaker_embedding=speaker)
+
+
+def _rename_tensor(model: ModelProto, old: str, new: str) -> None:
+    graph = model.graph
+    for node in graph.node:
+        node.input[:] = [new if n == old else n for n in node.input]
+        node.output[:] = [new if n == old else n for n in node.output]
+    for value in [*graph.input, *graph.output]:
+        if value.name == old:
+            value.name = new
+
+
+def split_model(model: ModelProto) -> SplitGraphs:
+    """Cut a stock single-graph voice into encoder and decoder graphs."""
+    graph = model.graph
+    cut = _find_cut(graph)
+    _LOGGER.debug("Split at latent=%s speaker=%s", cut.latent, cut.speaker_embedding)
+
+    model = onnx.shape_inference.infer_shapes(model)
+    extractor = Extractor(model)
+    initializer_names = {i.name for i in graph.initializer}
+    input_names = [i.name for i in graph.input if i.name not in initializer_names]
+    cut_names = [cut.latent] + ([cut.speaker_embedding] if cut.speaker_embedding else [])
+
+    encoder = extractor.extract_model(input_names, cut_names)
+    decoder = extractor.extract_model(cut_names, [o.name for o in graph.output])
+    for part in (encoder, decoder):
+        _rename_tensor(part, cut.latent, LATENT_NAME)
+        if cut.speaker_embedding:
+            _rename_tensor(part, cut.speaker_embedding, SPEAKER_EMBEDDING_NAME)
+    # Export metadata (opset imports, producer) must carry over for onnxruntime.
+    for part in (encoder, decoder):
+        part.ir_version = model.ir_version
+    return SplitGraphs(encoder=encoder, decoder=decoder)
+
+
+def split_file(voice_path: Path, out_dir: Path | None = None) -> tuple[Path, Path]:
+    """Write ``<stem>.encoder.onnx`` and ``<stem>.decoder.onnx`` (and the config)."""
+    out_dir = out_dir or voice_path.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = voice_path.name.removesuffix(".onnx")
+    graphs = split_model(onnx.load(str(voice_path)))
+    encoder_path = out_dir / f"{stem}.encoder.onnx"
+    decoder_path = out_dir / f"{stem}.decoder.onnx"
+    onnx.save(graphs.encoder, str(encoder_path))
+    onnx.save(graphs.decoder, str(decoder_path))
+    config = voice_path.with_name(voice_path.name + ".json")
+    config_out = out_dir / config.name
+    if config.exists() and config.resolve() != config_out.resolve():
+        shutil.copyfile(config, config_out)
+    return encoder_path, decoder_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m wyoming_piper_stream.split",
+        description="Split a stock Piper voice into <stem>.encoder.onnx and <stem>.decoder.onnx",
+    )
+    parser.add_argument("voice", type=Path, help="stock Piper voice (X.onnx)")
+    parser.add_argument("out_dir", type=Path, nargs="?", help="output folder (default: beside it)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not args.voice.is_file():
+        print(f"error: no such voice file: {args.voice}", file=sys.stderr)
+        return 2
+    try:
+        encoder_path, decoder_path = split_file(args.voice, args.out_dir)
+    except (SplitError, onnx.onnx_cpp2py_export.checker.ValidationError, OSError) as error:
+        print(f"error: cannot split {args.voice}: {error}", file=sys.stderr)
+        return 1
+    _LOGGER.info("Wrote %s and %s", encoder_path, decoder_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

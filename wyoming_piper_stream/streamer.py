@@ -1,0 +1,217 @@
+"""Chunked decoding: a pure chunk plan, then decoding it into exact audio chunks.
+
+Each chunk is decoded with ``padding`` latent frames of context on both sides
+(where the utterance has them) and the padding's audio is cut off again. With
+padding at least the decoder's receptive field, every chunk equals the same
+stretch of whole-utterance decoding, and the chunks add up to exactly
+``frames * hop`` samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .voice import HOP_LENGTH, Latent, SynthesisScales, Voice
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChunkSpan:
+    """Frames ``[start, end)`` are emitted; ``pad_left``/``pad_right`` frames are context."""
+
+    start: int
+    end: int
+    pad_left: int
+    pad_right: int
+
+    @property
+    def decode_start(self) -> int:
+        return self.start - self.pad_left
+
+    @property
+    def decode_end(self) -> int:
+        return self.end + self.pad_right
+
+
+@dataclass(frozen=True)
+class ChunkSchedule:
+    """Chunk sizes in latent frames: small first for early audio, then growing."""
+
+    first_chunk: int = 16
+    max_chunk: int = 128
+    growth: float = 2.0
+
+    def sizes(self) -> Iterator[int]:
+        size = max(1, self.first_chunk)
+        while True:
+            yield size
+            size = max(1, min(self.max_chunk, int(size * self.growth)))
+
+
+def plan_chunks(num_frames: int, schedule: ChunkSchedule, padding: int) -> list[ChunkSpan]:
+    """Split ``num_frames`` into chunks with context padding clipped at the edges."""
+    spans: list[ChunkSpan] = []
+    start = 0
+    sizes = schedule.sizes()
+    while start < num_frames:
+        end = min(num_frames, start + next(sizes))
+        # A tiny tail costs a whole decoder call for little audio: merge it.
+        if 0 < num_frames - end < max(1, schedule.first_chunk // 2):
+            end = num_frames
+        spans.append(
+            ChunkSpan(
+                start=start,
+                end=end,
+                pad_left=min(padding, start),
+                pad_right=min(padding, num_frames - end),
+            )
+        )
+        start = end
+    return spans
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """Float audio of one decoded chunk, in ``[-1, 1]`` before the stream's gain."""
+
+    audio: np.ndarray
+    sample_rate: int
+    start_frame: int
+    end_frame: int
+    is_last: bool
+
+
+@dataclass(frozen=True)
+class UtteranceStats:
+    """Timings of one utterance, for logs and benchmarks."""
+
+    encoder_ms: float
+    first_audio_ms: float
+    total_ms: float
+    audio_seconds: float
+
+    @property
+    def real_time_factor(self) -> float:
+        return (self.total_ms / 1000.0) / self.audio_seconds if self.audio_seconds else 0.0
+
+
+Postprocess = Callable[[np.ndarray], np.ndarray]
+
+
+class SpeechStreamer:
+    """Streams one voice's utterances as exact audio chunks."""
+
+    def __init__(
+        self,
+        voice: Voice,
+        padding: int,
+        schedule: ChunkSchedule | None = None,
+        postprocess: Postprocess | None = None,
+    ) -> None:
+        self.voice = voice
+        self.padding = padding
+        self.schedule = schedule or ChunkSchedule()
+        # Applied to the padded chunk before trimming (e.g. the denoiser), so
+        # whatever it does near the chunk's edges is cut off with the padding.
+        self.postprocess = postprocess
+        self.last_stats: UtteranceStats | None = None
+
+    def stream(
+        self,
+        phoneme_ids: Sequence[int],
+        scales: SynthesisScales,
+        speaker_id: int | None = None,
+    ) -> Iterator[AudioChunk]:
+        started = time.perf_counter()
+        latent = self.voice.encode(phoneme_ids, scales, speaker_id)
+        encoder_ms = (time.perf_counter() - started) * 1000
+        first_audio_ms = 0.0
+        for chunk in self.decode_chunks(latent):
+            if not first_audio_ms:
+                first_audio_ms = (time.perf_counter() - started) * 1000
+            yield chunk
+        stats = UtteranceStats(
+            encoder_ms=encoder_ms,
+            first_audio_ms=first_audio_ms,
+            total_ms=(time.perf_counter() - started) * 1000,
+            audio_seconds=latent.num_frames * HOP_LENGTH / self.voice.config.sample_rate,
+        )
+        self.last_stats = stats
+        _LOGGER.debug(
+            "Utterance: %d ids, %d frames, encoder %.0f ms, first audio %.0f ms, RTF %.3f",
+            len(phoneme_ids),
+            latent.num_frames,
+            stats.encoder_ms,
+            stats.first_audio_ms,
+            stats.real_time_factor,
+        )
+
+    def decode_chunks(self, latent: Latent) -> Iterator[AudioChunk]:
+        spans = plan_chunks(latent.num_frames, self.schedule, self.padding)
+        for index, span in enumerate(spans):
+            started = time.perf_counter()
+            audio = self.voice.decode(latent.frames(span.decode_start, span.decode_end))
+            if self.postprocess is not None:
+                audio = self.postprocess(audio)
+            audio = _trim(audio, span)
+            _LOGGER.debug(
+                "Chunk %d: frames %d-%d (+%d/%d pad) in %.1f ms",
+                index,
+                span.start,
+                span.end,
+                span.pad_left,
+                span.pad_right,
+                (time.perf_counter() - started) * 1000,
+            )
+            yield AudioChunk(
+                audio=audio,
+                sample_rate=self.voice.config.sample_rate,
+                start_frame=span.start,
+                end_frame=span.end,
+                is_last=index == len(spans) - 1,
+            )
+
+
+def _trim(audio: np.ndarray, span: ChunkSpan) -> np.ndarray:
+    """Cut the padding's audio; pad or cut the end so the length is exact."""
+    wanted = (span.end - span.start) * HOP_LENGTH
+    chunk = audio[span.pad_left * HOP_LENGTH :][:wanted]
+    if len(chunk) < wanted:  # some exports drop trailing samples
+        chunk = np.pad(chunk, (0, wanted - len(chunk)))
+    return chunk
+
+
+def measure_padding(voice: Voice, tolerance: float = 1e-6, probe_frames: int = 64) -> int:
+    """Frames of context the decoder needs so chunk seams equal whole decoding.
+
+    Perturbs one latent frame in the middle of a probe and sees how far the
+    output moves (its receptive field, in frames, rounded up).
+    """
+    rng = np.random.default_rng(0)
+    ids = [int(i) for i in rng.integers(14, 60, size=probe_frames // 2)]
+    latent = voice.encode(ids, voice.default_scales(), 0 if voice.is_multi_speaker else None)
+    while latent.num_frames < probe_frames:  # repeat until long enough to see both sides
+        latent = Latent(
+            np.concatenate([latent.z, latent.z], axis=2),
+            np.concatenate([latent.y_mask, latent.y_mask], axis=2),
+            latent.g,
+        )
+    middle = latent.num_frames // 2
+    base = voice.decode(latent)
+    z = latent.z.copy()
+    z[:, :, middle] += 1.0
+    moved = np.nonzero(np.abs(voice.decode(Latent(z, latent.y_mask, latent.g)) - base) > tolerance)
+    if len(moved[0]) == 0:
+        return 1
+    first, last = int(moved[0][0]), int(moved[0][-1])
+    reach = max(middle * HOP_LENGTH - first, last - (middle + 1) * HOP_LENGTH)
+    padding = int(np.ceil(max(reach, 0) / HOP_LENGTH))
+    if padding >= middle:
+        _LOGGER.warning("Decoder reach spans the whole probe; padding may be inexact")
+    return max(1, padding)

@@ -1,0 +1,279 @@
+"""Piper voices as two ONNX sessions: encoder (ids -> latent) and decoder (latent -> audio).
+
+A voice comes in one of three layouts, all with a Piper JSON config:
+- stock: ``X.onnx`` + ``X.onnx.json``, split in memory at load;
+- split by us: ``X.encoder.onnx`` + ``X.decoder.onnx`` + ``X.onnx.json``;
+- Piper's training export: ``encoder.onnx`` + ``decoder.onnx`` + a config in one folder
+  (its decoder also holds the flow, and takes ``y_mask``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from .split import LATENT_NAME, SPEAKER_EMBEDDING_NAME, split_model
+
+_LOGGER = logging.getLogger(__name__)
+
+HOP_LENGTH = 256
+"""Audio samples per latent frame in every Piper VITS voice."""
+
+
+class VoiceError(Exception):
+    """A voice cannot be found, loaded or used as asked."""
+
+
+@dataclass(frozen=True)
+class VoiceConfig:
+    """What the voice's ``.onnx.json`` says, in the parts we use."""
+
+    sample_rate: int
+    phoneme_id_map: Mapping[str, Sequence[int]]
+    espeak_voice: str = "en-us"
+    phoneme_type: str = "espeak"
+    noise_scale: float = 0.667
+    length_scale: float = 1.0
+    noise_w: float = 0.8
+    num_speakers: int = 1
+    speaker_id_map: Mapping[str, int] = field(default_factory=dict)
+    language: str = ""
+    dataset: str = ""
+    quality: str = ""
+
+    @staticmethod
+    def from_dict(config: Mapping[str, Any]) -> VoiceConfig:
+        inference = config.get("inference", {})
+        language = config.get("language", {})
+        return VoiceConfig(
+            sample_rate=int(config["audio"]["sample_rate"]),
+            phoneme_id_map=config["phoneme_id_map"],
+            espeak_voice=config.get("espeak", {}).get("voice", "en-us"),
+            phoneme_type=config.get("phoneme_type", "espeak"),
+            noise_scale=float(inference.get("noise_scale", 0.667)),
+            length_scale=float(inference.get("length_scale", 1.0)),
+            noise_w=float(inference.get("noise_w", 0.8)),
+            num_speakers=int(config.get("num_speakers", 1)),
+            speaker_id_map=dict(config.get("speaker_id_map") or {}),
+            language=language.get("code", "") if isinstance(language, dict) else "",
+            dataset=config.get("dataset", ""),
+            quality=config.get("audio", {}).get("quality", ""),
+        )
+
+    @staticmethod
+    def from_file(path: Path) -> VoiceConfig:
+        try:
+            with open(path, encoding="utf-8") as config_file:
+                return VoiceConfig.from_dict(json.load(config_file))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise VoiceError(f"bad voice config {path}: {error}") from error
+
+
+@dataclass(frozen=True)
+class VoiceFiles:
+    """Where one voice's files are; ``model`` for stock, ``encoder``+``decoder`` for pairs."""
+
+    name: str
+    config: Path
+    model: Path | None = None
+    encoder: Path | None = None
+    decoder: Path | None = None
+
+
+@dataclass(frozen=True)
+class SynthesisScales:
+    """VITS sampling scales; the voice config gives the defaults."""
+
+    noise_scale: float
+    length_scale: float
+    noise_w: float
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.noise_scale, self.length_scale, self.noise_w], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Latent:
+    """Encoder output for one utterance: frames along the last axis."""
+
+    z: np.ndarray
+    y_mask: np.ndarray
+    g: np.ndarray | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.z.shape[2])
+
+    def frames(self, start: int, end: int) -> Latent:
+        return Latent(self.z[:, :, start:end], self.y_mask[:, :, start:end], self.g)
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """How onnxruntime runs the graphs."""
+
+    threads: int = 0
+    """intra-op threads per session; 0 lets onnxruntime decide."""
+
+    use_cuda: bool = False
+
+
+def _providers(use_cuda: bool) -> list[str]:
+    if not use_cuda:
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    _LOGGER.warning("CUDA requested but onnxruntime has no CUDA provider: using the CPU")
+    return ["CPUExecutionProvider"]
+
+
+def _session(model: bytes | str, settings: SessionSettings) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(
+        model, sess_options=options, providers=_providers(settings.use_cuda)
+    )
+
+
+class Voice:
+    """A loaded voice: config plus encoder and decoder sessions (thread-safe to run)."""
+
+    def __init__(
+        self,
+        name: str,
+        config: VoiceConfig,
+        encoder: ort.InferenceSession,
+        decoder: ort.InferenceSession,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.encoder = encoder
+        self.decoder = decoder
+        self._encoder_inputs = {i.name for i in encoder.get_inputs()}
+        self._encoder_outputs = [o.name for o in encoder.get_outputs()]
+        self._decoder_inputs = {i.name for i in decoder.get_inputs()}
+
+    @property
+    def is_multi_speaker(self) -> bool:
+        # Judged by the session's inputs: a single-speaker export may carry a
+        # constant ``sid`` initializer.
+        return "sid" in self._encoder_inputs
+
+    def default_scales(self) -> SynthesisScales:
+        return SynthesisScales(
+            self.config.noise_scale, self.config.length_scale, self.config.noise_w
+        )
+
+    def speaker_id(self, speaker: str | int | None) -> int | None:
+        """Speaker by name or id; None for the voice's first speaker."""
+        if not self.is_multi_speaker:
+            if speaker not in (None, "", 0, "0"):
+                raise VoiceError(f"voice {self.name} has only one speaker, not {speaker!r}")
+            return None
+        if speaker is None or speaker == "":
+            return 0
+        if isinstance(speaker, str) and speaker in self.config.speaker_id_map:
+            return self.config.speaker_id_map[speaker]
+        try:
+            speaker_id = int(speaker)
+        except (TypeError, ValueError):
+            speaker_id = -1
+        if 0 <= speaker_id < max(self.config.num_speakers, 1):
+            return speaker_id
+        names = ", ".join(self.config.speaker_id_map) or f"0..{self.config.num_speakers - 1}"
+        raise VoiceError(f"voice {self.name} has no speaker {speaker!r} (has: {names})")
+
+    def encode(
+        self, phoneme_ids: Sequence[int], scales: SynthesisScales, speaker_id: int | None = None
+    ) -> Latent:
+        ids = np.array([phoneme_ids], dtype=np.int64)
+        feed: dict[str, np.ndarray] = {
+            "input": ids,
+            "input_lengths": np.array([ids.shape[1]], dtype=np.int64),
+            "scales": scales.as_array(),
+        }
+        if self.is_multi_speaker:
+            feed["sid"] = np.array([speaker_id or 0], dtype=np.int64)
+        outputs = dict(zip(self._encoder_outputs, self.encoder.run(None, feed), strict=True))
+        z = outputs[LATENT_NAME]
+        y_mask = outputs.get("y_mask")
+        if y_mask is None:  # our split: z is already masked
+            y_mask = np.ones((1, 1, z.shape[2]), dtype=z.dtype)
+        return Latent(z=z, y_mask=y_mask, g=outputs.get(SPEAKER_EMBEDDING_NAME))
+
+    def decode(self, latent: Latent) -> np.ndarray:
+        """Audio (float, 1-D) for the latent's frames."""
+        feed: dict[str, np.ndarray] = {LATENT_NAME: latent.z}
+        if "y_mask" in self._decoder_inputs:
+            feed["y_mask"] = latent.y_mask
+        if SPEAKER_EMBEDDING_NAME in self._decoder_inputs:
+            if latent.g is None:
+                raise VoiceError(f"voice {self.name}: decoder needs a speaker embedding")
+            feed[SPEAKER_EMBEDDING_NAME] = latent.g
+        return self.decoder.run(None, feed)[0].reshape(-1)
+
+    def zero_latent(self, num_frames: int, speaker_id: int | None = None) -> Latent:
+        """An all-zero latent (for the denoiser's bias), with the speaker's embedding."""
+        ids = [self.config.phoneme_id_map.get("^", [1])[0]]
+        template = self.encode(ids, self.default_scales(), speaker_id)
+        channels = template.z.shape[1]
+        return Latent(
+            z=np.zeros((1, channels, num_frames), dtype=template.z.dtype),
+            y_mask=np.ones((1, 1, num_frames), dtype=template.z.dtype),
+            g=template.g,
+        )
+
+
+def load_voice(files: VoiceFiles, settings: SessionSettings | None = None) -> Voice:
+    """Load a voice from its files; stock graphs are split in memory."""
+    settings = settings or SessionSettings()
+    config = VoiceConfig.from_file(files.config)
+    try:
+        if files.model is not None:
+            graphs = split_model(onnx.load(str(files.model)))
+            encoder = _session(graphs.encoder.SerializeToString(), settings)
+            decoder = _session(graphs.decoder.SerializeToString(), settings)
+        elif files.encoder is not None and files.decoder is not None:
+            encoder = _session(str(files.encoder), settings)
+            decoder = _session(str(files.decoder), settings)
+        else:
+            raise VoiceError(f"voice {files.name}: no model files")
+    except VoiceError:
+        raise
+    except Exception as error:  # onnx/onnxruntime raise many types for a bad file
+        raise VoiceError(f"cannot load voice {files.name}: {error}") from error
+    return Voice(files.name, config, encoder, decoder)
+
+
+def voice_files_from_path(path: Path) -> VoiceFiles:
+    """Voice files for a stock ``X.onnx``, a split ``X.encoder.onnx`` or a pair folder."""
+    if path.is_dir():
+        config = path / "config.json"
+        if not config.exists():
+            config = next(iter(sorted(path.glob("*.json"))), config)
+        return VoiceFiles(
+            name=path.name,
+            config=config,
+            encoder=path / "encoder.onnx",
+            decoder=path / "decoder.onnx",
+        )
+    name = path.name.removesuffix(".onnx")
+    for part in (".encoder", ".decoder"):
+        if name.endswith(part):
+            stem = name.removesuffix(part)
+            return VoiceFiles(
+                name=stem,
+                config=path.with_name(f"{stem}.onnx.json"),
+                encoder=path.with_name(f"{stem}.encoder.onnx"),
+                decoder=path.with_name(f"{stem}.decoder.onnx"),
+            )
+    return VoiceFiles(name=name, config=path.with_name(f"{name}.onnx.json"), model=path)
