@@ -1,0 +1,94 @@
+"""Health check: `python -m wyoming_piper_stream.health [--uri URI] [--timeout SECONDS]`.
+
+Sends a Wyoming `describe` and waits for an `info` that lists an installed TTS
+program with at least one voice. Exits 0 when healthy; otherwise prints one line
+to stderr and exits 1. Used by the Docker image's HEALTHCHECK.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from wyoming.client import AsyncClient
+from wyoming.info import Describe, Info
+
+DEFAULT_URI = "tcp://127.0.0.1:10200"
+DEFAULT_TIMEOUT = 5.0
+
+
+class HealthError(Exception):
+    """The server is not healthy; the message says why."""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m wyoming_piper_stream.health",
+        description="Exit 0 if a Wyoming TTS server answers describe with voices.",
+    )
+    parser.add_argument("--uri", default=DEFAULT_URI, help=f"server URI (default {DEFAULT_URI})")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds for the whole check (default {DEFAULT_TIMEOUT:g})",
+    )
+    return parser.parse_args(argv)
+
+
+def voice_names(info: Info) -> list[str]:
+    """Names of the voices of every installed TTS program."""
+    return [voice.name for program in info.tts if program.installed for voice in program.voices]
+
+
+async def fetch_info(uri: str, timeout: float) -> Info:
+    """Connect, send describe and return the first info event."""
+    client = AsyncClient.from_uri(uri, connect_timeout=timeout, read_timeout=timeout)
+    async with client:
+        await client.write_event(Describe().event())
+        while True:
+            event = await client.read_event()
+            if event is None:
+                raise HealthError(f"{uri} closed the connection before sending info")
+            if Info.is_type(event.type):
+                return Info.from_event(event)
+
+
+async def check(uri: str, timeout: float) -> list[str]:
+    """Return the served voice names, or raise HealthError with a one-line reason."""
+    try:
+        async with asyncio.timeout(timeout):
+            info = await fetch_info(uri, timeout)
+    except TimeoutError as err:
+        raise HealthError(f"no info from {uri} within {timeout:g} s") from err
+    except ConnectionRefusedError as err:
+        raise HealthError(f"connection refused at {uri}") from err
+    except ValueError as err:
+        raise HealthError(f"bad URI {uri!r}: {err}") from err
+    except OSError as err:
+        raise HealthError(f"cannot reach {uri}: {err.strerror or err}") from err
+    names = voice_names(info)
+    if not names:
+        raise HealthError(f"{uri} answered, but lists no installed TTS program with a voice")
+    return names
+
+
+async def async_main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        names = await check(args.uri, args.timeout)
+    except HealthError as err:
+        print(f"unhealthy: {err}", file=sys.stderr)
+        return 1
+    print(f"healthy: {len(names)} voice(s): {', '.join(names)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return asyncio.run(async_main(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
