@@ -120,7 +120,6 @@ class SpeechStreamer:
         # Applied to the padded chunk before trimming (e.g. the denoiser), so
         # whatever it does near the chunk's edges is cut off with the padding.
         self.postprocess = postprocess
-        self.last_stats: UtteranceStats | None = None
 
     def stream(
         self,
@@ -142,7 +141,6 @@ class SpeechStreamer:
             total_ms=(time.perf_counter() - started) * 1000,
             audio_seconds=latent.num_frames * HOP_LENGTH / self.voice.config.sample_rate,
         )
-        self.last_stats = stats
         _LOGGER.debug(
             "Utterance: %d ids, %d frames, encoder %.0f ms, first audio %.0f ms, RTF %.3f",
             len(phoneme_ids),

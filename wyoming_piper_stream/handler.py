@@ -1,0 +1,255 @@
+"""Wyoming event handler: one per connection, a small state machine.
+
+Events are read continuously while speech jobs run one after another in a
+task of their own, so a disconnect is noticed at once and stops the job.
+After an error the handler sends ``error`` and closes the connection: Home
+Assistant never reads ``error`` and would otherwise wait forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from sentence_stream import SentenceBoundaryDetector
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.info import Describe, Info, TtsProgram
+from wyoming.server import AsyncEventHandler
+from wyoming.tts import (
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeStopped,
+    SynthesizeVoice,
+)
+
+from . import __version__
+from .library import PIPER_ATTRIBUTION, ReadyVoice, VoiceLibrary
+from .phonemize import PhonemizerError
+from .settings import ServerSettings
+from .synthesis import (
+    JobStats,
+    SpeechJob,
+    ThreadedIterator,
+    pcm_for_job,
+    punctuate,
+    split_sentences,
+)
+from .voice import VoiceError
+
+_LOGGER = logging.getLogger(__name__)
+_SAMPLE_WIDTH = 2
+_CHANNELS = 1
+
+
+class RequestError(Exception):
+    """A request we refuse, with a message for the client."""
+
+
+@dataclass(frozen=True)
+class ServerContext:
+    """What all connections share."""
+
+    settings: ServerSettings
+    library: VoiceLibrary
+    synthesis_slots: asyncio.Semaphore
+    executor: concurrent.futures.Executor
+
+    def info(self) -> Info:
+        return Info(
+            tts=[
+                TtsProgram(
+                    name="wyoming-piper-stream",
+                    description="Piper text to speech, streamed chunk by chunk",
+                    attribution=PIPER_ATTRIBUTION,
+                    installed=True,
+                    version=__version__,
+                    voices=self.library.describe(),
+                    supports_synthesize_streaming=self.settings.streaming,
+                )
+            ]
+        )
+
+
+@dataclass
+class _TextStream:
+    """State of one synthesize-start ... synthesize-stop exchange."""
+
+    voice: SynthesizeVoice | None
+    detector: SentenceBoundaryDetector
+    chars: int = 0
+
+
+_STOPPED = object()  # job marker: send synthesize-stopped
+
+
+class SpeechEventHandler(AsyncEventHandler):
+    """Handles one client's events."""
+
+    def __init__(self, context: ServerContext, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.context = context
+        self._stream: _TextStream | None = None
+        self._jobs: asyncio.Queue[SpeechJob | object] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+
+    async def handle_event(self, event: Event) -> bool:
+        if Describe.is_type(event.type):
+            await self.write_event(self.context.info().event())
+            return True
+        try:
+            self._dispatch(event)
+        except RequestError as error:
+            await self._fail(str(error), "request")
+            return False
+        return True
+
+    def _dispatch(self, event: Event) -> None:
+        if Synthesize.is_type(event.type):
+            self._on_synthesize(Synthesize.from_event(event))
+        elif not self.context.settings.streaming:
+            _LOGGER.debug("Ignoring %s: streaming is off", event.type)
+        elif SynthesizeStart.is_type(event.type):
+            self._on_start(SynthesizeStart.from_event(event))
+        elif SynthesizeChunk.is_type(event.type):
+            self._on_chunk(SynthesizeChunk.from_event(event))
+        elif SynthesizeStop.is_type(event.type):
+            self._on_stop()
+        else:
+            _LOGGER.debug("Ignoring event %s", event.type)
+
+    def _on_synthesize(self, request: Synthesize) -> None:
+        if self._stream is not None:
+            # Home Assistant repeats the whole text inside a stream for old servers.
+            return
+        self._check_length(len(request.text))
+        sentences = split_sentences(request.text, self.context.settings.synthesis.auto_punctuation)
+        self._submit(_job(sentences, request.voice))
+
+    def _on_start(self, start: SynthesizeStart) -> None:
+        if self._stream is not None:
+            _LOGGER.warning("synthesize-start inside a stream: starting over")
+        self._stream = _TextStream(voice=start.voice, detector=SentenceBoundaryDetector())
+
+    def _on_chunk(self, chunk: SynthesizeChunk) -> None:
+        if self._stream is None:
+            _LOGGER.warning("Ignoring synthesize-chunk outside a stream")
+            return
+        self._stream.chars += len(chunk.text)
+        self._check_length(self._stream.chars)
+        auto = self.context.settings.synthesis.auto_punctuation
+        for sentence in self._stream.detector.add_chunk(chunk.text):
+            if sentence.strip():
+                self._submit(_job([punctuate(sentence, auto)], self._stream.voice, trailing=True))
+
+    def _on_stop(self) -> None:
+        if self._stream is None:
+            _LOGGER.warning("Ignoring synthesize-stop outside a stream")
+            return
+        rest = self._stream.detector.finish()
+        if rest.strip():
+            auto = self.context.settings.synthesis.auto_punctuation
+            self._submit(_job([punctuate(rest, auto)], self._stream.voice))
+        self._submit(_STOPPED)
+        self._stream = None
+
+    def _check_length(self, chars: int) -> None:
+        limit = self.context.settings.limits.max_text_chars
+        if chars > limit:
+            raise RequestError(f"text too long: {chars} characters (limit {limit})")
+
+    def _submit(self, job: SpeechJob | object) -> None:
+        self._jobs.put_nowait(job)
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._run_jobs(), name="speech jobs")
+
+    async def _run_jobs(self) -> None:
+        while True:
+            job = await self._jobs.get()
+            if job is _STOPPED:
+                await self.write_event(SynthesizeStopped().event())
+                continue
+            assert isinstance(job, SpeechJob)
+            try:
+                await self._speak(job)
+            except (VoiceError, PhonemizerError, RequestError) as error:
+                await self._fail(str(error), type(error).__name__)
+                return
+            except (ConnectionError, asyncio.IncompleteReadError):
+                _LOGGER.info("Client went away during synthesis")
+                return
+            except Exception as error:
+                _LOGGER.exception("Synthesis failed")
+                await self._fail(f"synthesis failed: {error}", "synthesis")
+                return
+
+    async def _speak(self, job: SpeechJob) -> None:
+        if not job.sentences:
+            await self.write_event(AudioStop().event())
+            return
+        stats = JobStats()
+        ready = await self.context.library.get(job.voice_name)
+        speaker = job.speaker
+        if speaker is None and ready.voice.name == self.context.library.default_voice_name:
+            speaker = self.context.settings.synthesis.speaker
+        speaker_id = ready.voice.speaker_id(speaker)
+        async with self.context.synthesis_slots:
+            await self._send_audio(ready, job, speaker_id, stats)
+        self._log(ready, job, stats)
+
+    async def _send_audio(
+        self, ready: ReadyVoice, job: SpeechJob, speaker_id: int | None, stats: JobStats
+    ) -> None:
+        rate = ready.voice.config.sample_rate
+        settings = self.context.settings.synthesis
+        piece_bytes = max(1, settings.samples_per_chunk) * _SAMPLE_WIDTH * _CHANNELS
+        pcm = ThreadedIterator(
+            lambda stop: pcm_for_job(ready, job, settings, speaker_id, stop),
+            self.context.executor,
+        )
+        await self.write_event(AudioStart(rate, _SAMPLE_WIDTH, _CHANNELS).event())
+        async for audio in pcm:
+            stats.add(len(audio) // _SAMPLE_WIDTH)
+            for offset in range(0, len(audio), piece_bytes):
+                piece = audio[offset : offset + piece_bytes]
+                await self.write_event(AudioChunk(rate, _SAMPLE_WIDTH, _CHANNELS, piece).event())
+        await self.write_event(AudioStop().event())
+
+    def _log(self, ready: ReadyVoice, job: SpeechJob, stats: JobStats) -> None:
+        total = time.perf_counter() - stats.started
+        audio_seconds = stats.samples / ready.voice.config.sample_rate
+        first = (stats.first_audio or time.perf_counter()) - stats.started
+        _LOGGER.info(
+            "Spoke %d chars with %s: first audio %.0f ms, %.2f s audio, RTF %.3f",
+            sum(len(s) for s in job.sentences),
+            ready.voice.name,
+            first * 1000,
+            audio_seconds,
+            total / audio_seconds if audio_seconds else 0.0,
+        )
+
+    async def _fail(self, message: str, code: str) -> None:
+        _LOGGER.warning("Request failed: %s", message)
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.write_event(Error(text=message, code=code).event())
+        await self.stop()
+
+    async def disconnect(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+
+
+def _job(sentences: list[str], voice: SynthesizeVoice | None, trailing: bool = False) -> SpeechJob:
+    return SpeechJob(
+        sentences=tuple(sentences),
+        voice_name=voice.name if voice else None,
+        speaker=voice.speaker if voice else None,
+        trailing_silence=trailing,
+    )

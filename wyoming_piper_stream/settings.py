@@ -1,0 +1,93 @@
+"""Settings, built once from the command line and passed down as frozen dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_AUTO_PUNCTUATION = ".?!。？！．؟"
+
+
+@dataclass(frozen=True)
+class SynthesisSettings:
+    """How text becomes speech; ``None`` means "the voice's own default"."""
+
+    speaker: str | None = None
+    """Speaker (name or id) of the default voice."""
+
+    noise_scale: float | None = None
+    length_scale: float | None = None
+    noise_w_scale: float | None = None
+
+    sentence_silence: float = 0.0
+    """Seconds of silence after each sentence."""
+
+    auto_punctuation: str = DEFAULT_AUTO_PUNCTUATION
+    """A sentence not ending in one of these gets the first one appended."""
+
+    samples_per_chunk: int = 1024
+    """Largest number of samples in one audio-chunk event."""
+
+
+@dataclass(frozen=True)
+class StreamingSettings:
+    """How the latent is cut into chunks and post-processed."""
+
+    first_chunk: int = 16
+    """Frames in the first chunk: small, so the first audio comes early."""
+
+    chunk_size: int = 128
+    """Largest chunk in frames: chunks grow to this to cut padding overhead."""
+
+    chunk_padding: int | None = None
+    """Context frames each side; ``None`` measures the voice's receptive field."""
+
+    denoiser_strength: float = 0.0
+    """0 turns the bias denoiser off (bit-identical output)."""
+
+
+@dataclass(frozen=True)
+class VoiceLibrarySettings:
+    """Where voices come from and how many stay loaded."""
+
+    default_voice: str | None = None
+    """Voice used when a request names none; ``None``: the embedded voice."""
+
+    data_dirs: tuple[Path, ...] = ()
+    download_dir: Path | None = None
+    catalogue_url: str | None = None
+    update_voices: bool = False
+
+    max_voices: int = 2
+    """Voices kept loaded at once (least recently used is dropped)."""
+
+    threads: int = 0
+    """onnxruntime intra-op threads per graph; 0: one per core."""
+
+    use_cuda: bool = False
+    phonemizer: str | None = None
+    """``module:attribute`` or entry-point name of a phonemizer; ``None``: espeak-ng."""
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """Bounds that keep one client from starving the others."""
+
+    max_concurrent_synthesis: int = 4
+    """Requests synthesized at once; the rest wait their turn."""
+
+    max_text_chars: int = 10_000
+    """Longest text of one request or one stream."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything the server needs, from the command line."""
+
+    uri: str = "stdio://"
+    zeroconf_name: str | None = None
+    streaming: bool = True
+    synthesis: SynthesisSettings = SynthesisSettings()
+    streamer: StreamingSettings = StreamingSettings()
+    voices: VoiceLibrarySettings = VoiceLibrarySettings()
+    limits: LimitSettings = LimitSettings()

@@ -1,0 +1,176 @@
+"""Text -> 16-bit PCM pieces, synthesized in a worker thread and handed to asyncio.
+
+The event loop never runs the encoder or decoder: a worker thread produces
+PCM per decoded chunk into a small bounded queue (back-pressure: a client that
+reads slowly stalls only its own worker), and stops within one chunk when the
+consumer goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from sentence_stream import SentenceBoundaryDetector
+
+from .library import ReadyVoice
+from .loudness import to_pcm16
+from .phonemize import phonemes_to_ids, safe_phonemize
+from .settings import SynthesisSettings
+from .voice import SynthesisScales
+
+_LOGGER = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class SpeechJob:
+    """Sentences to speak with one voice, as one audio-start/stop cycle."""
+
+    sentences: tuple[str, ...]
+    voice_name: str | None
+    speaker: str | None
+    trailing_silence: bool = False
+    """Silence after the last sentence too (streamed sentences follow each other)."""
+
+
+@dataclass
+class JobStats:
+    """What a job produced, for the per-request log line."""
+
+    started: float = field(default_factory=time.perf_counter)
+    first_audio: float | None = None
+    samples: int = 0
+
+    def add(self, samples: int) -> None:
+        if self.first_audio is None:
+            self.first_audio = time.perf_counter()
+        self.samples += samples
+
+
+def split_sentences(text: str, auto_punctuation: str) -> list[str]:
+    """Sentences as wyoming-piper finds them, with missing end punctuation added."""
+    detector = SentenceBoundaryDetector()
+    sentences = list(detector.add_chunk(text))
+    sentences.append(detector.finish())
+    return [punctuate(s, auto_punctuation) for s in sentences if s.strip()]
+
+
+def punctuate(sentence: str, auto_punctuation: str) -> str:
+    text = " ".join(sentence.strip().splitlines())
+    if auto_punctuation and text and text[-1] not in auto_punctuation:
+        text += auto_punctuation[0]
+    return text
+
+
+def resolve_scales(ready: ReadyVoice, settings: SynthesisSettings) -> SynthesisScales:
+    defaults = ready.voice.default_scales()
+    return SynthesisScales(
+        noise_scale=_first(settings.noise_scale, defaults.noise_scale),
+        length_scale=_first(settings.length_scale, defaults.length_scale),
+        noise_w=_first(settings.noise_w_scale, defaults.noise_w),
+    )
+
+
+def _first(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def pcm_for_job(
+    ready: ReadyVoice,
+    job: SpeechJob,
+    settings: SynthesisSettings,
+    speaker_id: int | None,
+    stop: threading.Event,
+) -> Iterator[bytes]:
+    """Blocking: PCM bytes per decoded chunk, sentence after sentence."""
+    scales = resolve_scales(ready, settings)
+    id_map = ready.voice.config.phoneme_id_map
+    silence = bytes(2 * int(settings.sentence_silence * ready.voice.config.sample_rate))
+    for index, sentence in enumerate(job.sentences):
+        for phonemes in safe_phonemize(ready.phonemizer, sentence):
+            if not phonemes:
+                continue
+            ids = phonemes_to_ids(phonemes, id_map)
+            for chunk in ready.streamer.stream(ids, scales, speaker_id):
+                if stop.is_set():
+                    return
+                yield to_pcm16(chunk.audio, ready.gain)
+        is_last = index == len(job.sentences) - 1
+        if silence and (not is_last or job.trailing_silence):
+            yield silence
+
+
+class _Done:
+    pass
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: BaseException
+
+
+class ThreadedIterator(Generic[_T]):
+    """Runs a blocking iterator in an executor and yields its items asynchronously."""
+
+    def __init__(
+        self,
+        make_iterator: Callable[[threading.Event], Iterator[_T]],
+        executor: concurrent.futures.Executor | None = None,
+        max_buffered: int = 4,
+    ) -> None:
+        self._make_iterator = make_iterator
+        self._executor = executor
+        self._max_buffered = max_buffered
+        self.stop = threading.Event()
+
+    async def __aiter__(self) -> AsyncIterator[_T]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[_T | _Done | _Failure] = asyncio.Queue(self._max_buffered)
+        worker = loop.run_in_executor(self._executor, self._produce, loop, queue)
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, _Done):
+                    break
+                if isinstance(item, _Failure):
+                    raise item.error
+                yield item
+        finally:
+            self.stop.set()
+            worker.add_done_callback(_log_worker_error)
+
+    def _produce(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
+        try:
+            for item in self._make_iterator(self.stop):
+                if not self._put(loop, queue, item):
+                    return
+            self._put(loop, queue, _Done())
+        except Exception as error:  # handed to the consumer, which reports it
+            self._put(loop, queue, _Failure(error))
+
+    def _put(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, item: object) -> bool:
+        """Blocks while the queue is full; False once the consumer has stopped."""
+        try:
+            future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        except RuntimeError:  # loop closed
+            return False
+        while not self.stop.is_set():
+            try:
+                future.result(timeout=0.1)
+                return True
+            except concurrent.futures.TimeoutError:
+                continue
+        future.cancel()
+        return False
+
+
+def _log_worker_error(worker: asyncio.Future) -> None:
+    if not worker.cancelled() and worker.exception() is not None:
+        _LOGGER.error("Synthesis worker failed", exc_info=worker.exception())
