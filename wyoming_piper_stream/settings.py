@@ -79,6 +79,12 @@ class LimitSettings:
     max_text_chars: int = 10_000
     """Longest text of one request or one stream."""
 
+    max_connections: int = 32
+    """Open connections at once; more are told the server is busy."""
+
+    idle_timeout: float = 300.0
+    """Seconds a connection may stay silent (no job running) before it is closed."""
+
 
 @dataclass(frozen=True)
 class ServerSettings:
