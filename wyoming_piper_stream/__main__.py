@@ -17,6 +17,7 @@ from pathlib import Path
 from wyoming.server import AsyncServer, AsyncTcpServer
 
 from . import __version__
+from .cache import default_cache_dir
 from .handler import ConnectionCount, ServerContext, SpeechEventHandler
 from .library import VoiceLibrary
 from .settings import (
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-text-chars", type=int, default=10_000, help="longest text per request or stream")
     add("--max-connections", type=int, default=32, help="open connections at once")
     add("--idle-timeout", type=float, default=300.0, help="seconds before an idle client is closed")
+    add("--cache-dir", default=str(default_cache_dir()), help="cache of split voices")
+    add("--no-cache", action="store_true", help="split and measure voices at every load")
     add("--no-preload", action="store_true", help="load the default voice on first use")
     add("--debug", action="store_true", help="log DEBUG messages")
     add("--log-format", default=logging.BASIC_FORMAT, help="format for log messages")
@@ -114,6 +117,7 @@ def parse_settings(argv: list[str]) -> tuple[ServerSettings, argparse.Namespace]
             max_voices=max(1, args.max_voices),
             threads=max(0, args.threads),
             use_cuda=args.use_cuda,
+            cache_dir=None if args.no_cache else Path(args.cache_dir),
             phonemizer=args.phonemizer,
         ),
         limits=LimitSettings(

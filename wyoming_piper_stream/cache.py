@@ -1,0 +1,115 @@
+"""On-disk cache of what loading a voice computes: split graphs, padding and gain.
+
+Keyed by the content hash of the voice's files, so an edited or replaced voice
+is never served from a stale entry. Entries are written to a temporary folder
+and renamed into place, so a crash never leaves half an entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import onnx
+
+from .split import split_model
+from .voice import VoiceFiles
+
+_LOGGER = logging.getLogger(__name__)
+
+CACHE_VERSION = "1"
+"""Bump when the split or the measurements change, to leave old entries unused."""
+
+_ENCODER = "encoder.onnx"
+_DECODER = "decoder.onnx"
+_FACTS = "facts.json"
+
+
+@dataclass(frozen=True)
+class VoiceFacts:
+    """Per-voice measurements that take seconds to make."""
+
+    padding: int
+    gain: float
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "wyoming-piper-stream"
+
+
+def content_key(files: VoiceFiles) -> str:
+    digest = hashlib.sha256(CACHE_VERSION.encode())
+    for path in (files.model, files.encoder, files.decoder, files.config):
+        if path is None:
+            continue
+        with open(path, "rb") as source:
+            for block in iter(lambda: source.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:32]
+
+
+class VoiceCache:
+    """One folder per voice content hash."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def split_files(self, files: VoiceFiles, key: str) -> VoiceFiles:
+        """Files of the split graphs for a stock voice, splitting it on first use."""
+        entry = self.root / key
+        if not (entry / _ENCODER).is_file():
+            self._write_entry(entry, lambda tmp: _split_into(files, tmp))
+        return VoiceFiles(
+            name=files.name, config=files.config, encoder=entry / _ENCODER, decoder=entry / _DECODER
+        )
+
+    def facts(self, key: str) -> VoiceFacts | None:
+        path = self.root / key / _FACTS
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return VoiceFacts(padding=int(data["padding"]), gain=float(data["gain"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def store_facts(self, key: str, facts: VoiceFacts) -> None:
+        entry = self.root / key
+        try:
+            entry.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=entry, suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(asdict(facts), out)
+            os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
+            os.replace(tmp, entry / _FACTS)
+        except OSError as error:
+            _LOGGER.warning("Cannot write voice cache %s: %s", entry, error)
+
+    def _write_entry(self, entry: Path, fill: Callable[[Path], None]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".tmp-"))
+        try:
+            fill(tmp)
+            facts = entry / _FACTS
+            if facts.is_file():  # keep measurements made before the graphs
+                shutil.copyfile(facts, tmp / _FACTS)
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(entry)
+            os.replace(tmp, entry)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _split_into(files: VoiceFiles, folder: Path) -> None:
+    if files.model is None:
+        raise ValueError("only stock voices are split")
+    graphs = split_model(onnx.load(str(files.model)))
+    onnx.save(graphs.encoder, str(folder / _ENCODER))
+    onnx.save(graphs.decoder, str(folder / _DECODER))
