@@ -92,6 +92,9 @@ class VoiceCache:
         except OSError as error:
             _LOGGER.warning("Cannot write voice cache %s: %s", entry, error)
 
+    def drop(self, key: str) -> None:
+        shutil.rmtree(self.root / key, ignore_errors=True)
+
     def _write_entry(self, entry: Path, fill: Callable[[Path], None]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".tmp-"))

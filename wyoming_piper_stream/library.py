@@ -192,7 +192,7 @@ class VoiceLibrary:
     def _prepare(self, files: VoiceFiles) -> ReadyVoice:
         started = time.perf_counter()
         key = content_key(files) if self._cache else ""
-        voice = load_voice(self._cached_split(files, key), self._session_settings())
+        voice = self._load(files, key)
         phonemizer = load_phonemizer(
             self.settings.phonemizer,
             espeak_voice=voice.config.espeak_voice,
@@ -219,6 +219,17 @@ class VoiceLibrary:
 
     def _session_settings(self) -> SessionSettings:
         return SessionSettings(threads=self.settings.threads, use_cuda=self.settings.use_cuda)
+
+    def _load(self, files: VoiceFiles, key: str) -> Voice:
+        cached = self._cached_split(files, key)
+        try:
+            return load_voice(cached, self._session_settings())
+        except VoiceError:
+            if cached is files or self._cache is None:
+                raise
+            _LOGGER.warning("Cached graphs of %s are unreadable: splitting again", files.name)
+            self._cache.drop(key)
+            return load_voice(files, self._session_settings())
 
     def _cached_split(self, files: VoiceFiles, key: str) -> VoiceFiles:
         """Stock voices load from split graphs cached on disk (the split takes seconds)."""

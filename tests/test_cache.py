@@ -1,0 +1,66 @@
+"""The voice cache: warm loads reuse split graphs and measurements; bad entries heal."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from wyoming_piper_stream.cache import VoiceCache, content_key
+from wyoming_piper_stream.library import VoiceLibrary
+from wyoming_piper_stream.settings import StreamingSettings, VoiceLibrarySettings
+from wyoming_piper_stream.voice import SynthesisScales, VoiceFiles
+
+FIXTURES = Path(__file__).parent.parent / "models" / "fixtures"
+
+
+def _voice_dir(tmp_path: Path) -> Path:
+    data = tmp_path / "voices"
+    data.mkdir()
+    for suffix in (".onnx", ".onnx.json"):
+        shutil.copy(FIXTURES / f"tiny-multi{suffix}", data / f"tiny{suffix}")
+    return data
+
+
+def _load(data: Path, cache: Path):
+    settings = VoiceLibrarySettings(default_voice="tiny", data_dirs=(data,), cache_dir=cache)
+    return asyncio.run(VoiceLibrary(settings, StreamingSettings()).get(None))
+
+
+def _audio(ready) -> np.ndarray:
+    ids = [1, 0, 20, 0, 59, 0, 24, 0, 165, 0, 2]
+    latent = ready.voice.encode(ids, SynthesisScales(0.0, 1.0, 0.0), 1)
+    return ready.voice.decode(latent)
+
+
+def test_second_load_uses_cached_graphs_and_facts(tmp_path: Path) -> None:
+    data, cache = _voice_dir(tmp_path), tmp_path / "cache"
+    first = _load(data, cache)
+    key = content_key(VoiceFiles("tiny", data / "tiny.onnx.json", model=data / "tiny.onnx"))
+    entry = cache / key
+    assert sorted(p.name for p in entry.iterdir()) == ["decoder.onnx", "encoder.onnx", "facts.json"]
+    assert VoiceCache(cache).facts(key).padding == first.streamer.padding
+
+    second = _load(data, cache)
+    assert second.gain == first.gain
+    assert np.array_equal(_audio(first), _audio(second))
+
+
+def test_changed_voice_gets_a_new_entry(tmp_path: Path) -> None:
+    data, cache = _voice_dir(tmp_path), tmp_path / "cache"
+    _load(data, cache)
+    config = data / "tiny.onnx.json"
+    config.write_text(config.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    _load(data, cache)
+    assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) == 2
+
+
+def test_corrupt_cached_graph_is_rebuilt(tmp_path: Path) -> None:
+    data, cache = _voice_dir(tmp_path), tmp_path / "cache"
+    good = _audio(_load(data, cache))
+    (encoder,) = cache.glob("*/encoder.onnx")
+    encoder.write_bytes(b"not an onnx graph")
+    assert np.array_equal(_audio(_load(data, cache)), good)
+    assert not list(cache.glob(".tmp-*"))
