@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
+from google.protobuf.message import DecodeError
 from onnx import ModelProto, NodeProto
 from onnx.utils import Extractor
 
@@ -134,9 +135,14 @@ def split_model(model: ModelProto) -> SplitGraphs:
 def split_file(voice_path: Path, out_dir: Path | None = None) -> tuple[Path, Path]:
     """Write ``<stem>.encoder.onnx`` and ``<stem>.decoder.onnx`` (and the config)."""
     out_dir = out_dir or voice_path.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
     stem = voice_path.name.removesuffix(".onnx")
-    graphs = split_model(onnx.load(str(voice_path)))
+    try:
+        model = onnx.load(str(voice_path))
+    except DecodeError as error:  # protobuf's error for a file that is not ONNX at all
+        raise SplitError(f"not an ONNX model ({error})") from error
+    graphs = split_model(model)
+    # Only now: a failed split leaves no empty output folder behind.
+    out_dir.mkdir(parents=True, exist_ok=True)
     encoder_path = out_dir / f"{stem}.encoder.onnx"
     decoder_path = out_dir / f"{stem}.decoder.onnx"
     onnx.save(graphs.encoder, str(encoder_path))
