@@ -120,6 +120,9 @@ class SpeechEventHandler(AsyncEventHandler):
             while (event := await self._read_event(limits.idle_timeout)) is not None:
                 if not await self.handle_event(event):
                     break
+        except ConnectionError:
+            # e.g. Home Assistant gave up on describe (1 s) and closed before the info
+            _LOGGER.info("Client went away before reading the reply")
         finally:
             self.context.connections.open -= 1
             await self.disconnect()
