@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wyoming_piper_stream.cache import VoiceCache, content_key
+from wyoming_piper_stream.cache import VoiceCache, entry_key
 from wyoming_piper_stream.library import VoiceLibrary
 from wyoming_piper_stream.settings import StreamingSettings, VoiceLibrarySettings
 from wyoming_piper_stream.voice import SynthesisScales, VoiceFiles
@@ -38,10 +38,15 @@ def _audio(ready) -> np.ndarray:
 def test_second_load_uses_cached_graphs_and_facts(tmp_path: Path) -> None:
     data, cache = _voice_dir(tmp_path), tmp_path / "cache"
     first = _load(data, cache)
-    key = content_key(VoiceFiles("tiny", data / "tiny.onnx.json", model=data / "tiny.onnx"))
-    entry = cache / key
-    assert sorted(p.name for p in entry.iterdir()) == ["decoder.onnx", "encoder.onnx", "facts.json"]
-    assert VoiceCache(cache).facts(key).padding == first.streamer.padding
+    files = VoiceFiles("tiny", data / "tiny.onnx.json", model=data / "tiny.onnx")
+    key = entry_key(files, separate_flow=True)
+    names = sorted(p.name for p in (cache / key).iterdir())
+    assert names == ["decoder.onnx", "encoder.onnx", "facts.json", "flow.onnx"]
+    facts = VoiceCache(cache).facts(key)
+    assert (facts.padding, facts.flow_padding) == (
+        first.streamer.padding,
+        first.streamer.flow_padding,
+    )
 
     second = _load(data, cache)
     assert second.gain == first.gain
@@ -54,13 +59,13 @@ def test_changed_voice_gets_a_new_entry(tmp_path: Path) -> None:
     config = data / "tiny.onnx.json"
     config.write_text(config.read_text(encoding="utf-8") + "\n", encoding="utf-8")
     _load(data, cache)
-    assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) == 2
+    assert len(list(cache.glob("*/flow/facts.json"))) == 2
 
 
 def test_corrupt_cached_graph_is_rebuilt(tmp_path: Path) -> None:
     data, cache = _voice_dir(tmp_path), tmp_path / "cache"
     good = _audio(_load(data, cache))
-    (encoder,) = cache.glob("*/encoder.onnx")
+    (encoder,) = cache.glob("*/*/encoder.onnx")
     encoder.write_bytes(b"not an onnx graph")
     assert np.array_equal(_audio(_load(data, cache)), good)
-    assert not list(cache.glob(".tmp-*"))
+    assert not list(cache.glob("**/.tmp-*"))

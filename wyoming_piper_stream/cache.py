@@ -25,11 +25,12 @@ from .voice import VoiceFiles
 
 _LOGGER = logging.getLogger(__name__)
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 """Bump when the split or the measurements change, to leave old entries unused."""
 
 _ENCODER = "encoder.onnx"
 _DECODER = "decoder.onnx"
+_FLOW = "flow.onnx"
 _FACTS = "facts.json"
 
 
@@ -39,11 +40,18 @@ class VoiceFacts:
 
     padding: int
     gain: float
+    flow_padding: int = 0
 
 
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "wyoming-piper-stream"
+
+
+def entry_key(files: VoiceFiles, separate_flow: bool) -> str:
+    """Cache entry of a voice's content, one per way of splitting it."""
+    layout = "given" if files.model is None else "flow" if separate_flow else "decoder"
+    return f"{content_key(files)}/{layout}"
 
 
 def content_key(files: VoiceFiles) -> str:
@@ -63,20 +71,29 @@ class VoiceCache:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def split_files(self, files: VoiceFiles, key: str) -> VoiceFiles:
+    def split_files(self, files: VoiceFiles, key: str, separate_flow: bool) -> VoiceFiles:
         """Files of the split graphs for a stock voice, splitting it on first use."""
         entry = self.root / key
         if not (entry / _ENCODER).is_file():
-            self._write_entry(entry, lambda tmp: _split_into(files, tmp))
+            self._write_entry(entry, lambda tmp: _split_into(files, tmp, separate_flow))
+        flow = entry / _FLOW
         return VoiceFiles(
-            name=files.name, config=files.config, encoder=entry / _ENCODER, decoder=entry / _DECODER
+            name=files.name,
+            config=files.config,
+            encoder=entry / _ENCODER,
+            decoder=entry / _DECODER,
+            flow=flow if flow.is_file() else None,
         )
 
     def facts(self, key: str) -> VoiceFacts | None:
         path = self.root / key / _FACTS
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return VoiceFacts(padding=int(data["padding"]), gain=float(data["gain"]))
+            return VoiceFacts(
+                padding=int(data["padding"]),
+                gain=float(data["gain"]),
+                flow_padding=int(data.get("flow_padding", 0)),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -96,13 +113,10 @@ class VoiceCache:
         shutil.rmtree(self.root / key, ignore_errors=True)
 
     def _write_entry(self, entry: Path, fill: Callable[[Path], None]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".tmp-"))
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".tmp-"))
         try:
             fill(tmp)
-            facts = entry / _FACTS
-            if facts.is_file():  # keep measurements made before the graphs
-                shutil.copyfile(facts, tmp / _FACTS)
             with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(entry)
             os.replace(tmp, entry)
@@ -110,9 +124,11 @@ class VoiceCache:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _split_into(files: VoiceFiles, folder: Path) -> None:
+def _split_into(files: VoiceFiles, folder: Path, separate_flow: bool) -> None:
     if files.model is None:
         raise ValueError("only stock voices are split")
-    graphs = split_model(onnx.load(str(files.model)))
+    graphs = split_model(onnx.load(str(files.model)), separate_flow=separate_flow)
     onnx.save(graphs.encoder, str(folder / _ENCODER))
     onnx.save(graphs.decoder, str(folder / _DECODER))
+    if graphs.flow is not None:
+        onnx.save(graphs.flow, str(folder / _FLOW))

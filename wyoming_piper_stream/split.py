@@ -25,6 +25,8 @@ from onnx.utils import Extractor
 _LOGGER = logging.getLogger(__name__)
 
 LATENT_NAME = "z"
+PRIOR_NAME = "z_p"
+MASK_NAME = "y_mask"
 SPEAKER_EMBEDDING_NAME = "g"
 
 
@@ -42,11 +44,21 @@ class SplitGraphs:
     decoder: ModelProto
     """``z`` (and ``g``) -> ``output`` audio."""
 
+    flow: ModelProto | None = None
+    """With ``separate_flow``: ``z_p``, ``y_mask`` (and ``g``) -> ``z``; the encoder
+    then ends at the prior sample ``z_p`` instead of ``z``."""
+
 
 @dataclass(frozen=True)
 class _Cut:
     latent: str
     speaker_embedding: str | None
+
+
+@dataclass(frozen=True)
+class _FlowCut:
+    prior: str
+    mask: str
 
 
 def _producers(graph: onnx.GraphProto) -> dict[str, NodeProto]:
@@ -98,6 +110,39 @@ def _find_cut(graph: onnx.GraphProto) -> _Cut:
     return _Cut(latent=conv_pre.input[0], speaker_embedding=speaker)
 
 
+def _find_flow_cut(graph: onnx.GraphProto, latent: str) -> _FlowCut:
+    """The flow's inputs: the prior sample ``z_p`` and the frame mask ``y_mask``.
+
+    ``z_p = m_p + noise * exp(logs_p) * noise_scale`` is the Add after the last
+    random-normal node (the earlier one is the duration predictor's noise);
+    the latent is ``flow(z_p) * y_mask``.
+    """
+    random_nodes = [n for n in graph.node if n.op_type in ("RandomNormalLike", "RandomNormal")]
+    if not random_nodes:
+        raise SplitError("no prior sampling node: cannot separate the flow")
+    consumers: dict[str, list[NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    frontier = [random_nodes[-1].output[0]]
+    for _ in range(8):
+        nodes = [n for name in frontier for n in consumers.get(name, [])]
+        prior = next((n.output[0] for n in nodes if n.op_type == "Add"), None)
+        if prior is not None:
+            break
+        frontier = [out for n in nodes for out in n.output]
+    else:
+        raise SplitError("could not find the prior sample z_p")
+    masking = _producers(graph).get(latent)
+    if masking is None or masking.op_type != "Mul":
+        raise SplitError("the latent is not masked by y_mask")
+    from_prior = _depends_on(graph, prior)
+    masks = [name for name in masking.input if name not in from_prior]
+    if len(masks) != 1:
+        raise SplitError("could not tell y_mask from the flow output")
+    return _FlowCut(prior=prior, mask=masks[0])
+
+
 def _rename_tensor(model: ModelProto, old: str, new: str) -> None:
     graph = model.graph
     for node in graph.node:
@@ -108,28 +153,40 @@ def _rename_tensor(model: ModelProto, old: str, new: str) -> None:
             value.name = new
 
 
-def split_model(model: ModelProto) -> SplitGraphs:
-    """Cut a stock single-graph voice into encoder and decoder graphs."""
+def split_model(model: ModelProto, separate_flow: bool = False) -> SplitGraphs:
+    """Cut a stock single-graph voice into encoder and decoder (and flow) graphs."""
     graph = model.graph
     cut = _find_cut(graph)
-    _LOGGER.debug("Split at latent=%s speaker=%s", cut.latent, cut.speaker_embedding)
+    flow_cut = _find_flow_cut(graph, cut.latent) if separate_flow else None
+    _LOGGER.debug(
+        "Split at latent=%s speaker=%s flow=%s", cut.latent, cut.speaker_embedding, flow_cut
+    )
 
     model = onnx.shape_inference.infer_shapes(model)
     extractor = Extractor(model)
     initializer_names = {i.name for i in graph.initializer}
     input_names = [i.name for i in graph.input if i.name not in initializer_names]
-    cut_names = [cut.latent] + ([cut.speaker_embedding] if cut.speaker_embedding else [])
+    speaker = [cut.speaker_embedding] if cut.speaker_embedding else []
+    decoder_inputs = [cut.latent, *speaker]
+    encoder_outputs = [flow_cut.prior, flow_cut.mask, *speaker] if flow_cut else decoder_inputs
 
-    encoder = extractor.extract_model(input_names, cut_names)
-    decoder = extractor.extract_model(cut_names, [o.name for o in graph.output])
-    for part in (encoder, decoder):
-        _rename_tensor(part, cut.latent, LATENT_NAME)
-        if cut.speaker_embedding:
-            _rename_tensor(part, cut.speaker_embedding, SPEAKER_EMBEDDING_NAME)
-    # Export metadata (opset imports, producer) must carry over for onnxruntime.
-    for part in (encoder, decoder):
+    parts = [
+        extractor.extract_model(input_names, encoder_outputs),
+        extractor.extract_model(decoder_inputs, [o.name for o in graph.output]),
+    ]
+    if flow_cut:
+        parts.append(extractor.extract_model(encoder_outputs, [cut.latent]))
+    renames = {cut.latent: LATENT_NAME}
+    if cut.speaker_embedding:
+        renames[cut.speaker_embedding] = SPEAKER_EMBEDDING_NAME
+    if flow_cut:
+        renames.update({flow_cut.prior: PRIOR_NAME, flow_cut.mask: MASK_NAME})
+    for part in parts:
+        for old, new in renames.items():
+            _rename_tensor(part, old, new)
+        # Export metadata (opset imports, producer) must carry over for onnxruntime.
         part.ir_version = model.ir_version
-    return SplitGraphs(encoder=encoder, decoder=decoder)
+    return SplitGraphs(*parts)
 
 
 def split_file(voice_path: Path, out_dir: Path | None = None) -> tuple[Path, Path]:

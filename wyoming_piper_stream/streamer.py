@@ -113,9 +113,11 @@ class SpeechStreamer:
         padding: int,
         schedule: ChunkSchedule | None = None,
         postprocess: Postprocess | None = None,
+        flow_padding: int = 0,
     ) -> None:
         self.voice = voice
         self.padding = padding
+        self.flow_padding = flow_padding
         self.schedule = schedule or ChunkSchedule()
         # Applied to the padded chunk before trimming (e.g. the denoiser), so
         # whatever it does near the chunk's edges is cut off with the padding.
@@ -151,10 +153,12 @@ class SpeechStreamer:
         )
 
     def decode_chunks(self, latent: Latent) -> Iterator[AudioChunk]:
+        """``latent`` is the encoder's output (``z_p`` when the flow is separate)."""
         spans = plan_chunks(latent.num_frames, self.schedule, self.padding)
+        flow = _FlowCursor(self.voice, latent, self.flow_padding)
         for index, span in enumerate(spans):
             started = time.perf_counter()
-            audio = self.voice.decode(latent.frames(span.decode_start, span.decode_end))
+            audio = self.voice.decode(flow.frames(span.decode_start, span.decode_end))
             if self.postprocess is not None:
                 audio = self.postprocess(audio)
             audio = _trim(audio, span)
@@ -176,6 +180,33 @@ class SpeechStreamer:
             )
 
 
+class _FlowCursor:
+    """Runs a separate flow just ahead of the decoder, each frame once.
+
+    Frames up to ``done`` are final; extending them runs the flow over the new
+    frames plus ``padding`` frames of context each side, kept off again. Each
+    extension at least doubles ``done``: few flow calls (little padding
+    overhead), yet the first call covers only the first chunk.
+    """
+
+    def __init__(self, voice: Voice, prior: Latent, padding: int) -> None:
+        self.voice = voice
+        self.prior = prior
+        self.padding = padding
+        self.z = prior.z if voice.flow is None else np.empty_like(prior.z)
+        self.done = prior.num_frames if voice.flow is None else 0
+
+    def frames(self, start: int, stop: int) -> Latent:
+        if stop > self.done:
+            end = min(self.prior.num_frames, max(stop, 2 * self.done))
+            first = max(0, self.done - self.padding)
+            last = min(self.prior.num_frames, end + self.padding)
+            flowed = self.voice.run_flow(self.prior.frames(first, last)).z
+            self.z[:, :, self.done : end] = flowed[:, :, self.done - first : end - first]
+            self.done = end
+        return Latent(self.z[:, :, start:stop], self.prior.y_mask[:, :, start:stop], self.prior.g)
+
+
 def _trim(audio: np.ndarray, span: ChunkSpan) -> np.ndarray:
     """Cut the padding's audio; pad or cut the end so the length is exact."""
     wanted = (span.end - span.start) * HOP_LENGTH
@@ -185,31 +216,58 @@ def _trim(audio: np.ndarray, span: ChunkSpan) -> np.ndarray:
     return chunk
 
 
-def measure_padding(voice: Voice, tolerance: float = 1e-6, probe_frames: int = 64) -> int:
-    """Frames of context the decoder needs so chunk seams equal whole decoding.
-
-    Perturbs one latent frame in the middle of a probe and sees how far the
-    output moves (its receptive field, in frames, rounded up).
-    """
+def _probe_latent(voice: Voice, probe_frames: int) -> Latent:
+    """A realistic encoder output, repeated until long enough to see both sides."""
     rng = np.random.default_rng(0)
     ids = [int(i) for i in rng.integers(14, 60, size=probe_frames // 2)]
-    latent = voice.encode(ids, voice.default_scales(), 0 if voice.is_multi_speaker else None)
-    while latent.num_frames < probe_frames:  # repeat until long enough to see both sides
+    scales = SynthesisScales(0.0, voice.config.length_scale, 0.0)  # noise off: repeatable
+    latent = voice.encode(ids, scales, 0 if voice.is_multi_speaker else None)
+    while latent.num_frames < probe_frames:
         latent = Latent(
             np.concatenate([latent.z, latent.z], axis=2),
             np.concatenate([latent.y_mask, latent.y_mask], axis=2),
             latent.g,
         )
+    return latent
+
+
+def _reach(
+    run: Callable[[Latent], np.ndarray], latent: Latent, samples_per_frame: int, tolerance: float
+) -> int:
+    """Frames (rounded up) over which a change to one input frame moves the output.
+
+    ``run`` maps a latent to an output whose last axis is time.
+    """
     middle = latent.num_frames // 2
-    base = voice.decode(latent)
     z = latent.z.copy()
     z[:, :, middle] += 1.0
-    moved = np.nonzero(np.abs(voice.decode(Latent(z, latent.y_mask, latent.g)) - base) > tolerance)
-    if len(moved[0]) == 0:
+    moved_by = np.abs(run(Latent(z, latent.y_mask, latent.g)) - run(latent))
+    moved = np.nonzero(moved_by.reshape(-1, moved_by.shape[-1]).max(axis=0) > tolerance)[0]
+    if len(moved) == 0:
         return 1
-    first, last = int(moved[0][0]), int(moved[0][-1])
-    reach = max(middle * HOP_LENGTH - first, last - (middle + 1) * HOP_LENGTH)
-    padding = int(np.ceil(max(reach, 0) / HOP_LENGTH))
-    if padding >= middle:
-        _LOGGER.warning("Decoder reach spans the whole probe; padding may be inexact")
-    return max(1, padding)
+    reach = max(
+        middle * samples_per_frame - int(moved[0]),
+        int(moved[-1]) - (middle + 1) * samples_per_frame + 1,
+    )
+    frames = int(np.ceil(max(reach, 0) / samples_per_frame))
+    if frames >= middle:
+        _LOGGER.warning("Receptive field spans the whole probe; padding may be inexact")
+    return max(1, frames)
+
+
+def measure_padding(voice: Voice, tolerance: float = 1e-6, probe_frames: int = 64) -> int:
+    """Frames of context the decoder needs so chunk seams equal whole decoding.
+
+    Perturbs one latent frame in the middle of a probe and sees how far the
+    output moves (its receptive field).
+    """
+    latent = voice.run_flow(_probe_latent(voice, probe_frames))
+    return _reach(voice.decode, latent, HOP_LENGTH, tolerance)
+
+
+def measure_flow_padding(voice: Voice, tolerance: float = 1e-6, probe_frames: int = 96) -> int:
+    """Frames of context the separate flow needs (0 when there is none)."""
+    if voice.flow is None:
+        return 0
+    latent = _probe_latent(voice, probe_frames)
+    return _reach(lambda prior: voice.run_flow(prior).z, latent, 1, tolerance)

@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from .split import LATENT_NAME, SPEAKER_EMBEDDING_NAME, split_model
+from .split import LATENT_NAME, MASK_NAME, PRIOR_NAME, SPEAKER_EMBEDDING_NAME, split_model
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -86,6 +86,8 @@ class VoiceFiles:
     model: Path | None = None
     encoder: Path | None = None
     decoder: Path | None = None
+    flow: Path | None = None
+    """A separate flow graph (our three-way split): the encoder then ends at ``z_p``."""
 
 
 @dataclass(frozen=True)
@@ -153,11 +155,13 @@ class Voice:
         config: VoiceConfig,
         encoder: ort.InferenceSession,
         decoder: ort.InferenceSession,
+        flow: ort.InferenceSession | None = None,
     ) -> None:
         self.name = name
         self.config = config
         self.encoder = encoder
         self.decoder = decoder
+        self.flow = flow
         self._encoder_inputs = {i.name for i in encoder.get_inputs()}
         self._encoder_outputs = [o.name for o in encoder.get_outputs()]
         self._decoder_inputs = {i.name for i in decoder.get_inputs()}
@@ -204,11 +208,20 @@ class Voice:
         if self.is_multi_speaker:
             feed["sid"] = np.array([speaker_id or 0], dtype=np.int64)
         outputs = dict(zip(self._encoder_outputs, self.encoder.run(None, feed), strict=True))
-        z = outputs[LATENT_NAME]
-        y_mask = outputs.get("y_mask")
+        z = outputs[PRIOR_NAME] if self.flow is not None else outputs[LATENT_NAME]
+        y_mask = outputs.get(MASK_NAME)
         if y_mask is None:  # our split: z is already masked
             y_mask = np.ones((1, 1, z.shape[2]), dtype=z.dtype)
         return Latent(z=z, y_mask=y_mask, g=outputs.get(SPEAKER_EMBEDDING_NAME))
+
+    def run_flow(self, prior: Latent) -> Latent:
+        """The flow on a stretch of ``z_p``; identity when the decoder holds the flow."""
+        if self.flow is None:
+            return prior
+        feed = {PRIOR_NAME: prior.z, MASK_NAME: prior.y_mask}
+        if prior.g is not None:
+            feed[SPEAKER_EMBEDDING_NAME] = prior.g
+        return Latent(self.flow.run(None, feed)[0], prior.y_mask, prior.g)
 
     def decode(self, latent: Latent) -> np.ndarray:
         """Audio (float, 1-D) for the latent's frames."""
@@ -233,25 +246,32 @@ class Voice:
         )
 
 
-def load_voice(files: VoiceFiles, settings: SessionSettings | None = None) -> Voice:
+def load_voice(
+    files: VoiceFiles, settings: SessionSettings | None = None, separate_flow: bool = False
+) -> Voice:
     """Load a voice from its files; stock graphs are split in memory."""
     settings = settings or SessionSettings()
     config = VoiceConfig.from_file(files.config)
+    flow = None
     try:
         if files.model is not None:
-            graphs = split_model(onnx.load(str(files.model)))
+            graphs = split_model(onnx.load(str(files.model)), separate_flow=separate_flow)
             encoder = _session(graphs.encoder.SerializeToString(), settings)
             decoder = _session(graphs.decoder.SerializeToString(), settings)
+            if graphs.flow is not None:
+                flow = _session(graphs.flow.SerializeToString(), settings)
         elif files.encoder is not None and files.decoder is not None:
             encoder = _session(str(files.encoder), settings)
             decoder = _session(str(files.decoder), settings)
+            if files.flow is not None:
+                flow = _session(str(files.flow), settings)
         else:
             raise VoiceError(f"voice {files.name}: no model files")
     except VoiceError:
         raise
     except Exception as error:  # onnx/onnxruntime raise many types for a bad file
         raise VoiceError(f"cannot load voice {files.name}: {error}") from error
-    return Voice(files.name, config, encoder, decoder)
+    return Voice(files.name, config, encoder, decoder, flow)
 
 
 def voice_files_from_path(path: Path) -> VoiceFiles:

