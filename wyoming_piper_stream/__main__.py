@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--chunk-size", type=int, default=128, help="largest decoder chunk in latent frames")
     add("--first-chunk-size", type=int, default=16, help="first decoder chunk in frames")
     add("--chunk-padding", type=int, help="context frames per side (default: measured)")
+    add("--fixed-chunks", action="store_true", help="double chunk sizes instead of pacing")
     add("--flow-in-encoder", action="store_true", help="split after the flow (older layout)")
     add("--denoiser-strength", type=float, default=0.0, help="bias denoiser (0 = off)")
     add("--phonemizer", help="phonemizer as module:attribute or entry-point name")
@@ -109,6 +110,7 @@ def parse_settings(argv: list[str]) -> tuple[ServerSettings, argparse.Namespace]
             chunk_padding=args.chunk_padding,
             denoiser_strength=max(0.0, args.denoiser_strength),
             separate_flow=not args.flow_in_encoder,
+            adaptive=not args.fixed_chunks,
         ),
         voices=VoiceLibrarySettings(
             default_voice=args.voice,

@@ -216,7 +216,11 @@ class VoiceLibrary:
         streamer = SpeechStreamer(
             voice,
             padding=padding,
-            schedule=ChunkSchedule(self.streaming.first_chunk, self.streaming.chunk_size),
+            schedule=ChunkSchedule(
+                self.streaming.first_chunk,
+                self.streaming.chunk_size,
+                adaptive=self.streaming.adaptive,
+            ),
             postprocess=self._denoiser(voice),
             flow_padding=facts.flow_padding,
         )

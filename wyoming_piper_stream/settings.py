@@ -45,6 +45,9 @@ class StreamingSettings:
     denoiser_strength: float = 0.0
     """0 turns the bias denoiser off (bit-identical output)."""
 
+    adaptive: bool = True
+    """Size chunks by measured decode speed so playback never runs dry (see ``pacing``)."""
+
     separate_flow: bool = True
     """Run the flow chunk by chunk too (stock voices): the encoder, which the
     first audio waits for, then ends at the prior sample."""

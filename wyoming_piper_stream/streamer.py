@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .pacing import DecodeSpeed, Pacer
 from .voice import HOP_LENGTH, Latent, SynthesisScales, Voice
 
 _LOGGER = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class ChunkSchedule:
     first_chunk: int = 16
     max_chunk: int = 128
     growth: float = 2.0
+    adaptive: bool = False
+    """Size chunks by measured decode speed (see ``pacing``) instead of doubling."""
 
     def sizes(self) -> Iterator[int]:
         size = max(1, self.first_chunk)
@@ -54,25 +57,23 @@ class ChunkSchedule:
             size = max(1, min(self.max_chunk, int(size * self.growth)))
 
 
+def next_span(start: int, size: int, num_frames: int, padding: int, min_tail: int) -> ChunkSpan:
+    """The chunk of ``size`` frames at ``start``, with padding clipped at the edges."""
+    end = min(num_frames, start + max(1, size))
+    # A tiny tail costs a whole decoder call for little audio: merge it.
+    if 0 < num_frames - end < min_tail:
+        end = num_frames
+    return ChunkSpan(start, end, min(padding, start), min(padding, num_frames - end))
+
+
 def plan_chunks(num_frames: int, schedule: ChunkSchedule, padding: int) -> list[ChunkSpan]:
     """Split ``num_frames`` into chunks with context padding clipped at the edges."""
     spans: list[ChunkSpan] = []
-    start = 0
     sizes = schedule.sizes()
-    while start < num_frames:
-        end = min(num_frames, start + next(sizes))
-        # A tiny tail costs a whole decoder call for little audio: merge it.
-        if 0 < num_frames - end < max(1, schedule.first_chunk // 2):
-            end = num_frames
-        spans.append(
-            ChunkSpan(
-                start=start,
-                end=end,
-                pad_left=min(padding, start),
-                pad_right=min(padding, num_frames - end),
-            )
-        )
-        start = end
+    min_tail = max(1, schedule.first_chunk // 2)
+    while not spans or spans[-1].end < num_frames:
+        start = spans[-1].end if spans else 0
+        spans.append(next_span(start, next(sizes), num_frames, padding, min_tail))
     return spans
 
 
@@ -122,6 +123,7 @@ class SpeechStreamer:
         # Applied to the padded chunk before trimming (e.g. the denoiser), so
         # whatever it does near the chunk's edges is cut off with the padding.
         self.postprocess = postprocess
+        self.speed = DecodeSpeed()
 
     def stream(
         self,
@@ -154,14 +156,15 @@ class SpeechStreamer:
 
     def decode_chunks(self, latent: Latent) -> Iterator[AudioChunk]:
         """``latent`` is the encoder's output (``z_p`` when the flow is separate)."""
-        spans = plan_chunks(latent.num_frames, self.schedule, self.padding)
         flow = _FlowCursor(self.voice, latent, self.flow_padding)
-        for index, span in enumerate(spans):
+        for index, span in enumerate(self._spans(latent.num_frames)):
             started = time.perf_counter()
             audio = self.voice.decode(flow.frames(span.decode_start, span.decode_end))
             if self.postprocess is not None:
                 audio = self.postprocess(audio)
             audio = _trim(audio, span)
+            elapsed = time.perf_counter() - started
+            self.speed.learn(elapsed, span.decode_end - span.decode_start)
             _LOGGER.debug(
                 "Chunk %d: frames %d-%d (+%d/%d pad) in %.1f ms",
                 index,
@@ -169,15 +172,36 @@ class SpeechStreamer:
                 span.end,
                 span.pad_left,
                 span.pad_right,
-                (time.perf_counter() - started) * 1000,
+                elapsed * 1000,
             )
             yield AudioChunk(
                 audio=audio,
                 sample_rate=self.voice.config.sample_rate,
                 start_frame=span.start,
                 end_frame=span.end,
-                is_last=index == len(spans) - 1,
+                is_last=span.end == latent.num_frames,
             )
+
+    def _spans(self, num_frames: int) -> Iterator[ChunkSpan]:
+        """Fixed plan, or sizes chosen as the stream runs (``ChunkSchedule.adaptive``)."""
+        if not self.schedule.adaptive:
+            yield from plan_chunks(num_frames, self.schedule, self.padding)
+            return
+        pacer = Pacer(
+            first_chunk=self.schedule.first_chunk,
+            max_chunk=self.schedule.max_chunk,
+            padding=self.padding,
+            sample_rate=self.voice.config.sample_rate,
+            speed=self.speed,
+        )
+        min_tail = max(1, self.schedule.first_chunk // 2)
+        span = next_span(0, pacer.first_size(), num_frames, self.padding, min_tail)
+        while True:
+            yield span  # the consumer sends it before asking for the next one
+            pacer.sent(span.end - span.start)
+            if span.end >= num_frames:
+                return
+            span = next_span(span.end, pacer.next_size(), num_frames, self.padding, min_tail)
 
 
 class _FlowCursor:

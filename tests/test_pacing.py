@@ -1,0 +1,85 @@
+"""Adaptive chunk sizes: no playback underruns on a slow device, big chunks on a fast one.
+
+A stand-in voice whose decoder takes a fixed wall time per frame plays the
+device; a simulated real-time player counts the stalls.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from wyoming_piper_stream.pacing import simulate_playback
+from wyoming_piper_stream.streamer import ChunkSchedule, SpeechStreamer
+from wyoming_piper_stream.voice import HOP_LENGTH, Latent, SynthesisScales
+
+SCALES = SynthesisScales(0.0, 1.0, 0.0)
+FRAMES = 300  # ~3.5 s of audio
+
+
+@dataclass(frozen=True)
+class _Config:
+    sample_rate: int = 22050
+
+
+class DeviceVoice:
+    """Decodes in ``seconds_per_frame`` of wall time, like a device of that speed."""
+
+    flow = None
+    config = _Config()
+
+    def __init__(self, seconds_per_frame: float) -> None:
+        self.seconds_per_frame = seconds_per_frame
+
+    def encode(self, ids, scales, speaker_id=None) -> Latent:
+        frames = len(ids)
+        return Latent(np.zeros((1, 4, frames), np.float32), np.ones((1, 1, frames), np.float32))
+
+    def run_flow(self, prior: Latent) -> Latent:
+        return prior
+
+    def decode(self, latent: Latent) -> np.ndarray:
+        time.sleep(self.seconds_per_frame * latent.num_frames)
+        return np.zeros(latent.num_frames * HOP_LENGTH, np.float32)
+
+
+def _play(streamer: SpeechStreamer) -> tuple[int, list[int]]:
+    arrivals, sizes = [], []
+    for chunk in streamer.stream(list(range(FRAMES)), SCALES):
+        arrivals.append((time.perf_counter(), len(chunk.audio) / 22050))
+        sizes.append(chunk.end_frame - chunk.start_frame)
+    return simulate_playback(arrivals).underruns, sizes
+
+
+def test_simulated_player_counts_stalls() -> None:
+    assert simulate_playback([(0.0, 1.0), (0.5, 1.0), (1.9, 1.0)]).underruns == 0
+    check = simulate_playback([(0.0, 1.0), (1.5, 1.0), (2.0, 1.0)])
+    assert check.underruns == 1
+    assert abs(check.stall_seconds - 0.5) < 1e-9
+
+
+def test_slow_device_stalls_with_doubling_but_not_with_adaptive_sizes() -> None:
+    # 6 ms per frame: a frame plays 11.6 ms, but padding (2 x 10 frames per
+    # chunk) makes small chunks slower than real time.
+    slow = DeviceVoice(0.006)
+    doubling = SpeechStreamer(slow, padding=10, schedule=ChunkSchedule(16, 128))
+    underruns, _ = _play(doubling)
+    assert underruns > 0
+
+    adaptive = SpeechStreamer(slow, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
+    _play(adaptive)  # the first utterance teaches it the device's speed
+    underruns, sizes = _play(adaptive)
+    assert underruns == 0
+    assert sizes[0] > 16  # a larger first chunk buys a stream without stalls
+
+
+def test_fast_device_keeps_a_small_first_chunk_and_grows_to_the_largest() -> None:
+    fast = DeviceVoice(0.0005)
+    adaptive = SpeechStreamer(fast, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
+    _play(adaptive)
+    underruns, sizes = _play(adaptive)
+    assert underruns == 0
+    assert sizes[0] == 16
+    assert max(sizes) == 128
