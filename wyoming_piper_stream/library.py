@@ -56,7 +56,7 @@ def _files_in_dir(data_dir: Path) -> dict[str, VoiceFiles]:
     found: dict[str, VoiceFiles] = {}
     for model in sorted(data_dir.glob("*.onnx")):
         stem = model.name.removesuffix(".onnx")
-        if stem.endswith((".encoder", ".decoder")):
+        if stem.endswith((".encoder", ".decoder", ".flow")):
             continue
         config = model.with_name(model.name + ".json")
         if config.is_file():
@@ -65,8 +65,15 @@ def _files_in_dir(data_dir: Path) -> dict[str, VoiceFiles]:
         stem = encoder.name.removesuffix(".encoder.onnx")
         decoder = encoder.with_name(f"{stem}.decoder.onnx")
         config = encoder.with_name(f"{stem}.onnx.json")
+        flow = encoder.with_name(f"{stem}.flow.onnx")
         if decoder.is_file() and config.is_file():
-            found[stem] = VoiceFiles(name=stem, config=config, encoder=encoder, decoder=decoder)
+            found[stem] = VoiceFiles(
+                stem,
+                config,
+                encoder=encoder,
+                decoder=decoder,
+                flow=flow if flow.is_file() else None,
+            )
     for folder in sorted(p for p in data_dir.iterdir() if p.is_dir()):
         encoder, decoder, config = (
             folder / "encoder.onnx",

@@ -189,21 +189,28 @@ def split_model(model: ModelProto, separate_flow: bool = False) -> SplitGraphs:
     return SplitGraphs(*parts)
 
 
-def split_file(voice_path: Path, out_dir: Path | None = None) -> tuple[Path, Path]:
-    """Write ``<stem>.encoder.onnx`` and ``<stem>.decoder.onnx`` (and the config)."""
+def split_file(
+    voice_path: Path, out_dir: Path | None = None, separate_flow: bool = False
+) -> tuple[Path, Path]:
+    """Write ``<stem>.encoder.onnx`` and ``<stem>.decoder.onnx`` (and the config).
+
+    With ``separate_flow`` also ``<stem>.flow.onnx``, and the encoder ends at ``z_p``.
+    """
     out_dir = out_dir or voice_path.parent
     stem = voice_path.name.removesuffix(".onnx")
     try:
         model = onnx.load(str(voice_path))
     except DecodeError as error:  # protobuf's error for a file that is not ONNX at all
         raise SplitError(f"not an ONNX model ({error})") from error
-    graphs = split_model(model)
+    graphs = split_model(model, separate_flow=separate_flow)
     # Only now: a failed split leaves no empty output folder behind.
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder_path = out_dir / f"{stem}.encoder.onnx"
     decoder_path = out_dir / f"{stem}.decoder.onnx"
     onnx.save(graphs.encoder, str(encoder_path))
     onnx.save(graphs.decoder, str(decoder_path))
+    if graphs.flow is not None:
+        onnx.save(graphs.flow, str(out_dir / f"{stem}.flow.onnx"))
     config = voice_path.with_name(voice_path.name + ".json")
     config_out = out_dir / config.name
     if config.exists() and config.resolve() != config_out.resolve():
@@ -218,13 +225,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("voice", type=Path, help="stock Piper voice (X.onnx)")
     parser.add_argument("out_dir", type=Path, nargs="?", help="output folder (default: beside it)")
+    parser.add_argument(
+        "--separate-flow",
+        action="store_true",
+        help="also write <stem>.flow.onnx, so the flow runs chunk by chunk too",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not args.voice.is_file():
         print(f"error: no such voice file: {args.voice}", file=sys.stderr)
         return 2
     try:
-        encoder_path, decoder_path = split_file(args.voice, args.out_dir)
+        encoder_path, decoder_path = split_file(args.voice, args.out_dir, args.separate_flow)
     except (SplitError, onnx.onnx_cpp2py_export.checker.ValidationError, OSError) as error:
         print(f"error: cannot split {args.voice}: {error}", file=sys.stderr)
         return 1

@@ -287,13 +287,15 @@ def voice_files_from_path(path: Path) -> VoiceFiles:
             decoder=path / "decoder.onnx",
         )
     name = path.name.removesuffix(".onnx")
-    for part in (".encoder", ".decoder"):
+    for part in (".encoder", ".decoder", ".flow"):
         if name.endswith(part):
             stem = name.removesuffix(part)
+            flow = path.with_name(f"{stem}.flow.onnx")
             return VoiceFiles(
                 name=stem,
                 config=path.with_name(f"{stem}.onnx.json"),
                 encoder=path.with_name(f"{stem}.encoder.onnx"),
                 decoder=path.with_name(f"{stem}.decoder.onnx"),
+                flow=flow if flow.is_file() else None,
             )
     return VoiceFiles(name=name, config=path.with_name(f"{name}.onnx.json"), model=path)
