@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--idle-timeout", type=float, default=300.0, help="seconds before an idle client is closed")
     add("--cache-dir", default=str(default_cache_dir()), help="cache of split voices")
     add("--no-cache", action="store_true", help="split and measure voices at every load")
+    add("--write-timeout", type=float, default=30.0, help="seconds a client may not read")
     add("--no-preload", action="store_true", help="load the default voice on first use")
     add("--debug", action="store_true", help="log DEBUG messages")
     add("--log-format", default=logging.BASIC_FORMAT, help="format for log messages")
@@ -129,6 +130,7 @@ def parse_settings(argv: list[str]) -> tuple[ServerSettings, argparse.Namespace]
             max_text_chars=max(1, args.max_text_chars),
             max_connections=max(1, args.max_connections),
             idle_timeout=max(0.1, args.idle_timeout),
+            write_timeout=max(0.1, args.write_timeout),
         ),
     )
     return settings, args

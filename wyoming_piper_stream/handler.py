@@ -108,6 +108,7 @@ class SpeechEventHandler(AsyncEventHandler):
         self._stream: _TextStream | None = None
         self._jobs: asyncio.Queue[SpeechJob | object] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._pending = 0  # jobs queued or running: the client is waiting, not idle
 
     async def run(self) -> None:
         """Like wyoming's loop, but bad input and idle clients get a clear end."""
@@ -149,7 +150,15 @@ class SpeechEventHandler(AsyncEventHandler):
         return event
 
     def _busy(self) -> bool:
-        return self._worker is not None and not self._jobs.empty()
+        return self._pending > 0
+
+    async def write_event(self, event: Event) -> None:
+        """A client that stops reading is dropped rather than holding a synthesis slot."""
+        timeout = self.context.settings.limits.write_timeout
+        try:
+            await asyncio.wait_for(super().write_event(event), timeout)
+        except TimeoutError as error:
+            raise ConnectionError(f"client did not read for {timeout:.0f} s") from error
 
     async def handle_event(self, event: Event) -> bool:
         if Describe.is_type(event.type):
@@ -222,6 +231,7 @@ class SpeechEventHandler(AsyncEventHandler):
             raise RequestError(f"text too long: {chars} characters (limit {limit})")
 
     def _submit(self, job: SpeechJob | object) -> None:
+        self._pending += 1
         self._jobs.put_nowait(job)
         if self._worker is None:
             self._worker = asyncio.create_task(self._run_jobs(), name="speech jobs")
@@ -229,22 +239,24 @@ class SpeechEventHandler(AsyncEventHandler):
     async def _run_jobs(self) -> None:
         while True:
             job = await self._jobs.get()
-            if job is _STOPPED:
-                await self.write_event(SynthesizeStopped().event())
-                continue
-            assert isinstance(job, SpeechJob)
             try:
-                await self._speak(job)
+                if isinstance(job, SpeechJob):
+                    await self._speak(job)
+                else:
+                    await self.write_event(SynthesizeStopped().event())
             except (VoiceError, PhonemizerError, RequestError, DownloadError) as error:
                 await self._fail(str(error), type(error).__name__)
                 return
-            except (ConnectionError, asyncio.IncompleteReadError):
-                _LOGGER.info("Client went away during synthesis")
+            except (ConnectionError, asyncio.IncompleteReadError) as error:
+                _LOGGER.info("Dropping client during synthesis: %s", error or "gone")
+                await self.stop()
                 return
             except Exception as error:
                 _LOGGER.exception("Synthesis failed")
                 await self._fail(f"synthesis failed: {error}", "synthesis")
                 return
+            finally:
+                self._pending -= 1
 
     async def _speak(self, job: SpeechJob) -> None:
         if not job.sentences:

@@ -95,6 +95,9 @@ class LimitSettings:
     idle_timeout: float = 300.0
     """Seconds a connection may stay silent (no job running) before it is closed."""
 
+    write_timeout: float = 30.0
+    """Seconds a client may leave our audio unread before it is dropped."""
+
 
 @dataclass(frozen=True)
 class ServerSettings:
