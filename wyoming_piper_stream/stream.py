@@ -1,0 +1,311 @@
+"""Stream Piper speech from phoneme ids: JSON lines in, raw 16-bit PCM out.
+
+    python -m wyoming_piper_stream.stream --voice X.onnx < ids.jsonl | aplay -r 22050 -f S16_LE
+
+Each stdin line is ``{"phoneme_ids": [...], "speaker_id": n}`` (``speaker_id``
+optional; ``"speaker": "name"`` also works). Audio is written to stdout as raw
+little-endian 16-bit mono PCM at the voice's sample rate, flushed after every
+chunk, so playback starts before the utterance is decoded.
+
+A bad line is reported as one ``line N: skipped: ...`` line on stderr and the
+next lines still play. Exit code: 0 if every line played, 1 if any line was
+skipped (the audio of the others is still complete), 2 if the voice or the
+arguments are unusable.
+
+Differences from Piper's ``infer_onnx_streaming.py`` (which this reproduces):
+padding is measured from the voice (its fixed 5 frames leave audible seams) and
+cut off exactly on every chunk including the last; short utterances are played
+(the seed returned from its generator: silence); one fixed gain instead of
+per-chunk peak normalization (volume jumps); multi-speaker voices work (the seed
+tested a numpy array's truth value); scales default to the voice config's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+from .denoise import SEAMLESS_PADDING, Denoiser, bias_spectrogram
+from .loudness import calibrate_gain, to_pcm16
+from .streamer import ChunkSchedule, SpeechStreamer, measure_flow_padding, measure_padding
+from .voice import (
+    HOP_LENGTH,
+    SynthesisScales,
+    Voice,
+    VoiceError,
+    VoiceFiles,
+    load_voice,
+    voice_files_from_path,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+BIAS_FRAMES = 88
+"""Latent frames (~1 s) of zeros decoded once for the denoiser's bias spectrum."""
+
+EXIT_OK, EXIT_SKIPPED, EXIT_UNUSABLE = 0, 1, 2
+
+
+class BadLine(ValueError):
+    """An input line that cannot be spoken; the message says why."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    phoneme_ids: list[int]
+    speaker_id: int | None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not an id
+
+
+def parse_line(line: bytes, voice: Voice) -> Utterance:
+    """One JSON line -> an utterance the voice can speak, or ``BadLine``."""
+    try:
+        data = json.loads(line)
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        raise BadLine(f"invalid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise BadLine('expected a JSON object like {"phoneme_ids": [1, 0, 2]}')
+    ids = data.get("phoneme_ids")
+    if not isinstance(ids, list) or not ids or not all(_is_int(i) for i in ids):
+        raise BadLine("phoneme_ids must be a non-empty list of integers")
+    # Negative ids would silently index the embedding from its end; ids past the
+    # map are untrained rows (or crash onnxruntime past the table).
+    highest = max(i for values in voice.config.phoneme_id_map.values() for i in values)
+    if not all(0 <= i <= highest for i in ids):
+        bad = next(i for i in ids if not 0 <= i <= highest)
+        raise BadLine(f"phoneme id {bad} is outside this voice's range 0..{highest}")
+    speaker = data.get("speaker_id", data.get("speaker"))
+    if speaker is not None and not (_is_int(speaker) or isinstance(speaker, str)):
+        raise BadLine("speaker_id must be an integer (or speaker a name)")
+    try:
+        return Utterance(ids, voice.speaker_id(speaker))
+    except VoiceError as error:
+        raise BadLine(str(error)) from None
+
+
+def speak_lines(
+    lines: Iterable[bytes],
+    streamer: SpeechStreamer,
+    scales: SynthesisScales,
+    gain: float,
+    out: BinaryIO,
+    err: TextIO,
+) -> int:
+    """Speak every line to ``out``; report bad ones on ``err``. Returns lines skipped."""
+    skipped = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            utterance = parse_line(line, streamer.voice)
+        except BadLine as error:
+            print(f"line {number}: skipped: {error}", file=err, flush=True)
+            skipped += 1
+            continue
+        for chunk in streamer.stream(utterance.phoneme_ids, scales, utterance.speaker_id):
+            out.write(to_pcm16(chunk.audio, gain))
+            out.flush()  # a listener hears each chunk as soon as it is decoded
+    return skipped
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, not {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m wyoming_piper_stream.stream",
+        description="Read JSON lines of phoneme ids on stdin, write raw 16-bit mono PCM "
+        "to stdout, chunk by chunk.",
+        epilog="Exit code: 0 all lines played, 1 some lines skipped (see stderr), "
+        "2 unusable voice or arguments.",
+    )
+    model = parser.add_argument_group("voice (--voice, or --encoder with --decoder)")
+    model.add_argument("--voice", type=Path, help="stock Piper voice X.onnx (split on the fly)")
+    model.add_argument("--encoder", type=Path, help="encoder model (.onnx)")
+    model.add_argument("--decoder", type=Path, help="decoder model (.onnx)")
+    model.add_argument(
+        "--config",
+        type=Path,
+        help="voice config (default: X.onnx.json beside the model, or config.json in the "
+        "encoder's folder)",
+    )
+    parser.add_argument(
+        "--sample-rate",
+        type=int,
+        help="expected rate (default: the config's); the audio is never resampled, "
+        "a different value only warns",
+    )
+    parser.add_argument("--noise-scale", type=_non_negative_float, help="default: config's")
+    parser.add_argument("--noise-scale-w", type=_non_negative_float, help="default: config's")
+    parser.add_argument("--length-scale", type=_positive_float, help="default: config's")
+    defaults = ChunkSchedule()
+    parser.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=defaults.max_chunk,
+        help="largest chunk, in latent frames (256 samples each)",
+    )
+    parser.add_argument(
+        "--first-chunk-size",
+        type=_positive_int,
+        default=defaults.first_chunk,
+        help="first chunk, in frames; chunks then double up to --chunk-size",
+    )
+    parser.add_argument(
+        "--chunk-padding",
+        type=_non_negative_int,
+        help="context frames each side of a chunk (default: measured from the voice)",
+    )
+    parser.add_argument(
+        "--denoiser-strength", type=_non_negative_float, default=0.0, help="0 = off"
+    )
+    parser.add_argument(
+        "--gain", type=_positive_float, help="fixed gain (default: calibrated per voice)"
+    )
+    parser.add_argument("--debug", action="store_true", help="log per-chunk timings")
+    return parser
+
+
+def _voice_files(args: argparse.Namespace) -> VoiceFiles:
+    if args.voice is not None:
+        files = voice_files_from_path(args.voice)
+    else:
+        # Named like ours (X.encoder.onnx): finds X.onnx.json and a separate X.flow.onnx.
+        files = replace(
+            voice_files_from_path(args.encoder),
+            model=None,
+            encoder=args.encoder,
+            decoder=args.decoder,
+        )
+        if not files.config.is_file():  # Piper's training export: config.json beside
+            files = replace(files, config=args.encoder.with_name("config.json"))
+    return replace(files, config=args.config) if args.config is not None else files
+
+
+def _scales(args: argparse.Namespace, voice: Voice) -> SynthesisScales:
+    default = voice.default_scales()
+    return SynthesisScales(
+        noise_scale=default.noise_scale if args.noise_scale is None else args.noise_scale,
+        length_scale=default.length_scale if args.length_scale is None else args.length_scale,
+        noise_w=default.noise_w if args.noise_scale_w is None else args.noise_scale_w,
+    )
+
+
+def _denoiser(voice: Voice, strength: float, padding: int) -> Denoiser | None:
+    if strength == 0:
+        return None  # not even an STFT round trip: output stays bit-identical
+    if padding * HOP_LENGTH < SEAMLESS_PADDING:
+        _LOGGER.warning("Chunk padding %d frames is too short for seamless denoising", padding)
+    # One bias, the default speaker's: per-speaker biases would cost a decode each.
+    bias = voice.decode(voice.zero_latent(BIAS_FRAMES, voice.speaker_id(None)))
+    return Denoiser(bias_spectrogram(bias), strength)
+
+
+def _check_sample_rate(asked: int | None, rate: int) -> None:
+    if asked is not None and asked != rate:
+        _LOGGER.warning(
+            "--sample-rate %d differs from the voice's %d Hz: the PCM is at %d Hz",
+            asked,
+            rate,
+            rate,
+        )
+
+
+def _streamer(args: argparse.Namespace, voice: Voice) -> SpeechStreamer:
+    padding = measure_padding(voice) if args.chunk_padding is None else args.chunk_padding
+    # A first chunk larger than the largest would make --chunk-size a lie.
+    schedule = ChunkSchedule(min(args.first_chunk_size, args.chunk_size), args.chunk_size)
+    return SpeechStreamer(
+        voice,
+        padding,
+        schedule,
+        _denoiser(voice, args.denoiser_strength, padding),
+        flow_padding=measure_flow_padding(voice),  # 0 unless the flow is a separate graph
+    )
+
+
+def _build(args: argparse.Namespace) -> tuple[SpeechStreamer, SynthesisScales, float]:
+    voice = load_voice(_voice_files(args))
+    _check_sample_rate(args.sample_rate, voice.config.sample_rate)
+    streamer = _streamer(args, voice)
+    gain = calibrate_gain(voice) if args.gain is None else args.gain
+    scales = _scales(args, voice)
+    _LOGGER.info(
+        "Voice %s: %d Hz 16-bit mono PCM, chunks %d..%d frames, padding %d, gain %.3f, %s",
+        voice.name,
+        voice.config.sample_rate,
+        streamer.schedule.first_chunk,
+        streamer.schedule.max_chunk,
+        streamer.padding,
+        gain,
+        scales,
+    )
+    return streamer, scales, gain
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    pair = args.encoder is not None and args.decoder is not None
+    partial = (args.encoder is None) != (args.decoder is None)
+    if partial or pair == (args.voice is not None):
+        parser.error("give --voice X.onnx, or both --encoder and --decoder")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(levelname)s:%(name)s:%(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        streamer, scales, gain = _build(args)
+    except VoiceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    try:
+        skipped = speak_lines(
+            sys.stdin.buffer, streamer, scales, gain, sys.stdout.buffer, sys.stderr
+        )
+    except BrokenPipeError:  # the player went away (e.g. `| head -c`): stop quietly
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    return EXIT_SKIPPED if skipped else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
