@@ -71,9 +71,10 @@ def plan_chunks(num_frames: int, schedule: ChunkSchedule, padding: int) -> list[
     spans: list[ChunkSpan] = []
     sizes = schedule.sizes()
     min_tail = max(1, schedule.first_chunk // 2)
-    while not spans or spans[-1].end < num_frames:
-        start = spans[-1].end if spans else 0
+    start = 0
+    while start < num_frames:
         spans.append(next_span(start, next(sizes), num_frames, padding, min_tail))
+        start = spans[-1].end
     return spans
 
 
