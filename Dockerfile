@@ -25,6 +25,7 @@ print('\n'.join(tomllib.load(f)['project']['dependencies']))" > /tmp/requirement
     && rm /tmp/requirements.txt
 
 # The package itself, without touching the dependency layer.
+COPY README.md /tmp/build/
 COPY wyoming_piper_stream /tmp/build/wyoming_piper_stream
 RUN pip install --no-cache-dir --no-deps /tmp/build \
     && rm -rf /tmp/build
