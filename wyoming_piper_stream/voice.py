@@ -9,85 +9,22 @@ A voice comes in one of three layouts, all with a Piper JSON config:
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
 from .split import LATENT_NAME, MASK_NAME, PRIOR_NAME, SPEAKER_EMBEDDING_NAME, split_model
+from .voice_config import VoiceConfig, VoiceError, VoiceFiles
 
 _LOGGER = logging.getLogger(__name__)
 
 HOP_LENGTH = 256
 """Audio samples per latent frame in every Piper VITS voice."""
-
-
-class VoiceError(Exception):
-    """A voice cannot be found, loaded or used as asked."""
-
-
-@dataclass(frozen=True)
-class VoiceConfig:
-    """What the voice's ``.onnx.json`` says, in the parts we use."""
-
-    sample_rate: int
-    phoneme_id_map: Mapping[str, Sequence[int]]
-    espeak_voice: str = "en-us"
-    phoneme_type: str = "espeak"
-    noise_scale: float = 0.667
-    length_scale: float = 1.0
-    noise_w: float = 0.8
-    num_speakers: int = 1
-    speaker_id_map: Mapping[str, int] = field(default_factory=dict)
-    language: str = ""
-    dataset: str = ""
-    quality: str = ""
-
-    @staticmethod
-    def from_dict(config: Mapping[str, Any]) -> VoiceConfig:
-        inference = config.get("inference", {})
-        language = config.get("language", {})
-        return VoiceConfig(
-            sample_rate=int(config["audio"]["sample_rate"]),
-            phoneme_id_map=config["phoneme_id_map"],
-            espeak_voice=config.get("espeak", {}).get("voice", "en-us"),
-            phoneme_type=config.get("phoneme_type", "espeak"),
-            noise_scale=float(inference.get("noise_scale", 0.667)),
-            length_scale=float(inference.get("length_scale", 1.0)),
-            noise_w=float(inference.get("noise_w", 0.8)),
-            num_speakers=int(config.get("num_speakers", 1)),
-            speaker_id_map=dict(config.get("speaker_id_map") or {}),
-            language=language.get("code", "") if isinstance(language, dict) else "",
-            dataset=config.get("dataset", ""),
-            quality=config.get("audio", {}).get("quality", ""),
-        )
-
-    @staticmethod
-    def from_file(path: Path) -> VoiceConfig:
-        try:
-            with open(path, encoding="utf-8") as config_file:
-                return VoiceConfig.from_dict(json.load(config_file))
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise VoiceError(f"bad voice config {path}: {error}") from error
-
-
-@dataclass(frozen=True)
-class VoiceFiles:
-    """Where one voice's files are; ``model`` for stock, ``encoder``+``decoder`` for pairs."""
-
-    name: str
-    config: Path
-    model: Path | None = None
-    encoder: Path | None = None
-    decoder: Path | None = None
-    flow: Path | None = None
-    """A separate flow graph (our three-way split): the encoder then ends at ``z_p``."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,127 @@
+"""Turning voice files into a ready voice: split (cached), measure, phonemizer, streamer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from .cache import VoiceCache, VoiceFacts, entry_key
+from .denoise import Denoiser, bias_spectrogram
+from .loudness import calibrate_gain
+from .phonemize import Phonemizer, load_phonemizer
+from .settings import StreamingSettings, VoiceLibrarySettings
+from .split import SplitError
+from .streamer import ChunkSchedule, SpeechStreamer, measure_flow_padding, measure_padding
+from .voice import SessionSettings, Voice, VoiceError, VoiceFiles, load_voice
+
+_LOGGER = logging.getLogger(__name__)
+_BIAS_FRAMES = 88  # ~1 s of an all-zero latent for the denoiser's bias
+
+
+@dataclass(frozen=True)
+class ReadyVoice:
+    """A loaded voice with what streaming it needs."""
+
+    voice: Voice
+    phonemizer: Phonemizer
+    streamer: SpeechStreamer
+    gain: float
+
+
+class VoiceLoader:
+    """Prepares voices with one library's settings (runs in a worker thread)."""
+
+    def __init__(self, settings: VoiceLibrarySettings, streaming: StreamingSettings) -> None:
+        self.settings = settings
+        self.streaming = streaming
+        self._cache = VoiceCache(settings.cache_dir) if settings.cache_dir else None
+
+    def prepare(self, files: VoiceFiles) -> ReadyVoice:
+        started = time.perf_counter()
+        separate_flow = self.streaming.separate_flow and files.model is not None
+        key = entry_key(files, separate_flow) if self._cache else ""
+        try:
+            voice = self._load(files, key, separate_flow)
+        except VoiceError as error:
+            if not (separate_flow and isinstance(error.__cause__, SplitError)):
+                raise
+            _LOGGER.info(
+                "Voice %s: no separable flow (%s); flow stays in the encoder", files.name, error
+            )
+            key = entry_key(files, False) if self._cache else ""
+            voice = self._load(files, key, False)
+        phonemizer = load_phonemizer(
+            self.settings.phonemizer,
+            espeak_voice=voice.config.espeak_voice,
+            phoneme_type=voice.config.phoneme_type,
+        )
+        facts = self._facts(voice, key)
+        padding = self.streaming.chunk_padding
+        if padding is None:
+            padding = facts.padding
+        streamer = SpeechStreamer(
+            voice,
+            padding=padding,
+            schedule=ChunkSchedule(
+                self.streaming.first_chunk,
+                self.streaming.chunk_size,
+                adaptive=self.streaming.adaptive,
+            ),
+            postprocess=self._denoiser(voice),
+            flow_padding=facts.flow_padding,
+        )
+        _LOGGER.info(
+            "Loaded voice %s in %.2f s (padding %d frames, flow padding %s, gain %.2f)",
+            files.name,
+            time.perf_counter() - started,
+            padding,
+            facts.flow_padding if voice.flow is not None else "-",
+            facts.gain,
+        )
+        return ReadyVoice(voice=voice, phonemizer=phonemizer, streamer=streamer, gain=facts.gain)
+
+    def _session_settings(self) -> SessionSettings:
+        return SessionSettings(threads=self.settings.threads, use_cuda=self.settings.use_cuda)
+
+    def _load(self, files: VoiceFiles, key: str, separate_flow: bool) -> Voice:
+        cached = self._cached_split(files, key, separate_flow)
+        try:
+            return load_voice(cached, self._session_settings(), separate_flow)
+        except VoiceError:
+            if cached is files or self._cache is None:
+                raise
+            _LOGGER.warning("Cached graphs of %s are unreadable: splitting again", files.name)
+            self._cache.drop(key)
+            return load_voice(files, self._session_settings(), separate_flow)
+
+    def _cached_split(self, files: VoiceFiles, key: str, separate_flow: bool) -> VoiceFiles:
+        """Stock voices load from split graphs cached on disk (the split takes seconds)."""
+        if self._cache is None or files.model is None:
+            return files
+        try:
+            return self._cache.split_files(files, key, separate_flow)
+        except SplitError as error:
+            raise VoiceError(f"cannot split voice {files.name}: {error}") from error
+        except OSError as error:
+            _LOGGER.warning("Voice cache unusable (%s): splitting in memory", error)
+            return files
+
+    def _facts(self, voice: Voice, key: str) -> VoiceFacts:
+        facts = self._cache.facts(key) if self._cache else None
+        if facts is None:
+            facts = VoiceFacts(
+                padding=measure_padding(voice),
+                gain=calibrate_gain(voice),
+                flow_padding=measure_flow_padding(voice),
+            )
+            if self._cache:
+                self._cache.store_facts(key, facts)
+        return facts
+
+    def _denoiser(self, voice: Voice) -> Denoiser | None:
+        strength = self.streaming.denoiser_strength
+        if strength <= 0:
+            return None
+        bias = voice.decode(voice.zero_latent(_BIAS_FRAMES, 0 if voice.is_multi_speaker else None))
+        return Denoiser(bias_spectrogram(bias), strength)
