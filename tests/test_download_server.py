@@ -225,6 +225,12 @@ async def test_wrong_md5_is_an_error_and_leaves_nothing(
         assert VOICE not in await voice_names(server)
         assert "Cannot load default voice" in server.log()
 
+        # A failed voice is not fetched again for every request (a 60 MB model each time).
+        model_fetches = sum(path.endswith(".onnx") for path in catalogue.requested())
+        again = await exchange(server.uri, synthesize_events(TEXT), "audio-stop", ERROR_TIMEOUT)
+        assert "md5 mismatch" in error_text(again.events)
+        assert sum(path.endswith(".onnx") for path in catalogue.requested()) == model_fetches
+
     assert listing(voices_dir) == ["voices.json"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 EMBEDDED_VOICE_NAME = "en_US-joe-medium"
+LOAD_RETRY_SECONDS = 60.0
+"""After a voice failed to load (or download), requests get the same error this long."""
 PIPER_ATTRIBUTION = Attribution(name="rhasspy", url="https://github.com/rhasspy/piper")
 
 
@@ -108,6 +111,7 @@ class VoiceLibrary:
         self._loaded: OrderedDict[str, ReadyVoice] = OrderedDict()
         self._loading: dict[str, asyncio.Task[ReadyVoice]] = {}
         self._configs: dict[Path, tuple[float, VoiceConfig]] = {}
+        self._failed: dict[str, tuple[float, Exception]] = {}
 
     @property
     def default_voice_name(self) -> str:
@@ -148,12 +152,22 @@ class VoiceLibrary:
         if ready is not None:
             self._loaded.move_to_end(name)
             return ready
+        failed = self._failed.get(name)
+        if failed is not None and time.monotonic() - failed[0] < LOAD_RETRY_SECONDS:
+            # Do not download or split again for every request after a failure.
+            raise failed[1]
         task = self._loading.get(name)
         if task is None:
             task = asyncio.create_task(asyncio.to_thread(self._find_and_prepare, name))
             self._loading[name] = task
             task.add_done_callback(lambda _: self._loading.pop(name, None))
-        ready = await asyncio.shield(task)
+        try:
+            ready = await asyncio.shield(task)
+        except Exception as error:
+            if self.find().get(name) is not None or name == self.settings.default_voice:
+                self._failed[name] = (time.monotonic(), error)
+            raise
+        self._failed.pop(name, None)
         self._remember(name, ready)
         return ready
 
