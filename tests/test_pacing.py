@@ -82,4 +82,5 @@ def test_fast_device_keeps_a_small_first_chunk_and_grows_to_the_largest() -> Non
     underruns, sizes = _play(adaptive)
     assert underruns == 0
     assert sizes[0] == 16
-    assert max(sizes) == 128
+    assert max(sizes[:-1]) == 128  # the last chunk may take a short tail along
+    assert sizes[-1] <= 128 + 2 * 16

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--phonemizer", help="phonemizer as module:attribute or entry-point name")
     add("--max-voices", type=int, default=2, help="voices kept loaded at once")
     add("--threads", type=int, default=0, help="onnxruntime threads per graph (0 = auto)")
-    add("--max-concurrent", type=int, default=4, help="requests synthesized at once")
+    add("--max-concurrent", type=int, help="requests synthesized at once (default: cores)")
     add("--max-text-chars", type=int, default=10_000, help="longest text per request or stream")
     add("--max-connections", type=int, default=32, help="open connections at once")
     add("--idle-timeout", type=float, default=300.0, help="seconds before an idle client is closed")
@@ -126,7 +126,9 @@ def parse_settings(argv: list[str]) -> tuple[ServerSettings, argparse.Namespace]
             phonemizer=args.phonemizer,
         ),
         limits=LimitSettings(
-            max_concurrent_synthesis=max(1, args.max_concurrent),
+            # One request per core: more would only share the cores and make every
+            # stream slower than real time (playback underruns) instead of queueing.
+            max_concurrent_synthesis=max(1, args.max_concurrent or os.cpu_count() or 1),
             max_text_chars=max(1, args.max_text_chars),
             max_connections=max(1, args.max_connections),
             idle_timeout=max(0.1, args.idle_timeout),

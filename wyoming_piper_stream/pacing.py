@@ -89,12 +89,17 @@ class Pacer:
             self._first_out = now
         self._audio_out += frames * self.frame_seconds
 
-    def next_size(self) -> int:
+    def next_size(self, remaining: int) -> int:
+        """Frames for the next chunk, with ``remaining`` frames still to decode."""
         cost = self.speed.seconds_per_frame
         if cost is None or self._first_out is None:
             return self.first_chunk
         ahead = self._audio_out - (time.perf_counter() - self._first_out)
         fits = int(self.margin * ahead / cost) - 2 * self.padding
+        tail = remaining - min(fits, self.max_chunk)
+        if tail < 2 * self.first_chunk and (remaining + self.padding) * cost < ahead:
+            # The rest fits in time as one chunk: a short tail is not worth its padding.
+            return remaining
         if fits < self.first_chunk:
             # Too little buffered for any chunk to arrive in time: the largest
             # chunk wastes least on padding, so the stream catches up soonest.

@@ -202,7 +202,8 @@ class SpeechStreamer:
             pacer.sent(span.end - span.start)
             if span.end >= num_frames:
                 return
-            span = next_span(span.end, pacer.next_size(), num_frames, self.padding, min_tail)
+            size = pacer.next_size(num_frames - span.end)
+            span = next_span(span.end, size, num_frames, self.padding, min_tail)
 
 
 class _FlowCursor:

@@ -83,6 +83,10 @@ def _session(model: bytes | str, settings: SessionSettings) -> ort.InferenceSess
     options.intra_op_num_threads = settings.threads
     # The graphs are sequential chains: parallel branches gain nothing.
     options.inter_op_num_threads = 1
+    # A voice has three sessions, each with its own pool; spinning idle pools
+    # steal the cores from the one that runs (measured on 2 cores: total time
+    # 866 -> 579 ms on a 5-word sentence, 4864 -> 4577 ms on 80 words).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(
         model, sess_options=options, providers=_providers(settings.use_cuda)
     )
