@@ -193,6 +193,7 @@ class SpeechEventHandler(AsyncEventHandler):
             # Home Assistant repeats the whole text inside a stream for old servers.
             return
         _check_text(request.text)
+        _check_voice(request.voice)
         self._check_length(len(request.text))
         sentences = split_sentences(request.text, self.context.settings.synthesis.auto_punctuation)
         self._submit(_job(sentences, request.voice))
@@ -200,6 +201,7 @@ class SpeechEventHandler(AsyncEventHandler):
     def _on_start(self, start: SynthesizeStart) -> None:
         if self._stream is not None:
             _LOGGER.warning("synthesize-start inside a stream: starting over")
+        _check_voice(start.voice)
         self._stream = _TextStream(voice=start.voice, detector=SentenceBoundaryDetector())
 
     def _on_chunk(self, chunk: SynthesizeChunk) -> None:
@@ -317,6 +319,17 @@ class SpeechEventHandler(AsyncEventHandler):
 def _check_text(text: object) -> None:
     if not isinstance(text, str):
         raise RequestError(f"text must be a string, not {type(text).__name__}")
+
+
+def _check_voice(voice: SynthesizeVoice | None) -> None:
+    """Names are looked up, speakers parsed: anything but text (or a speaker id) is refused."""
+    if voice is None:
+        return
+    if voice.name is not None and not isinstance(voice.name, str):
+        raise RequestError(f"voice name must be a string, not {type(voice.name).__name__}")
+    speaker = voice.speaker
+    if speaker is not None and (isinstance(speaker, bool) or not isinstance(speaker, str | int)):
+        raise RequestError(f"voice speaker must be a string, not {type(speaker).__name__}")
 
 
 def _job(sentences: list[str], voice: SynthesizeVoice | None, trailing: bool = False) -> SpeechJob:
