@@ -109,6 +109,7 @@ class SpeechEventHandler(AsyncEventHandler):
         self._jobs: asyncio.Queue[SpeechJob | object] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._pending = 0  # jobs queued or running: the client is waiting, not idle
+        self._failed = False  # an error was sent: it is the last event of the connection
 
     async def run(self) -> None:
         """Like wyoming's loop, but bad input and idle clients get a clear end."""
@@ -153,10 +154,19 @@ class SpeechEventHandler(AsyncEventHandler):
         return self._pending > 0
 
     async def write_event(self, event: Event) -> None:
+        """Nothing follows an error, nothing goes to a closed connection."""
+        if self._failed or self.writer.is_closing():
+            raise ConnectionError("connection already ended")
+        await self._send(event)
+
+    async def _send(self, event: Event) -> None:
         """A client that stops reading is dropped rather than holding a synthesis slot."""
         timeout = self.context.settings.limits.write_timeout
         try:
-            await asyncio.wait_for(super().write_event(event), timeout)
+            # Not wait_for: on Python 3.11 it swallows a cancel that lands as the write
+            # completes, and a worker cancelled at disconnect would live on.
+            async with asyncio.timeout(timeout):
+                await super().write_event(event)
         except TimeoutError as error:
             raise ConnectionError(f"client did not read for {timeout:.0f} s") from error
 
@@ -307,8 +317,12 @@ class SpeechEventHandler(AsyncEventHandler):
 
     async def _fail(self, message: str, code: str) -> None:
         _LOGGER.warning("Request failed: %s", message)
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.write_event(Error(text=message, code=code).event())
+        if not self._failed and not self.writer.is_closing():
+            # Set before the write: while it drains, the job task and the read loop run,
+            # and neither may write after the error (nor send a second one).
+            self._failed = True
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._send(Error(text=message, code=code).event())
         await self.stop()
 
     async def disconnect(self) -> None:
