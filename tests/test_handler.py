@@ -36,7 +36,8 @@ from wyoming_piper_stream.settings import (
     SynthesisSettings,
     VoiceLibrarySettings,
 )
-from wyoming_piper_stream.synthesis import SpeechJob, pcm_for_job
+from wyoming_piper_stream.speech import pcm_for_job
+from wyoming_piper_stream.synthesis import SpeechJob
 from wyoming_piper_stream.voice import VoiceError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "models" / "fixtures"

@@ -52,7 +52,8 @@ from wyoming_piper_stream.settings import (
     SynthesisSettings,
     VoiceLibrarySettings,
 )
-from wyoming_piper_stream.synthesis import SpeechJob, pcm_for_job, split_sentences
+from wyoming_piper_stream.speech import pcm_for_job
+from wyoming_piper_stream.synthesis import SpeechJob, split_sentences
 
 RATE = 22050
 WIDTH = 2

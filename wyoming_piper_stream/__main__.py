@@ -17,7 +17,6 @@ from pathlib import Path
 from wyoming.server import AsyncServer, AsyncTcpServer
 
 from . import __version__
-from .cache import default_cache_dir
 from .handler import ConnectionCount, ServerContext, SpeechEventHandler
 from .library import VoiceLibrary
 from .settings import (
@@ -27,6 +26,7 @@ from .settings import (
     StreamingSettings,
     SynthesisSettings,
     VoiceLibrarySettings,
+    default_cache_dir,
 )
 
 _LOGGER = logging.getLogger("wyoming_piper_stream")

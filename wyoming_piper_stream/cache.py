@@ -43,11 +43,6 @@ class VoiceFacts:
     flow_padding: int = 0
 
 
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "wyoming-piper-stream"
-
-
 def entry_key(files: VoiceFiles, separate_flow: bool) -> str:
     """Cache entry of a voice's content, one per way of splitting it."""
     layout = "given" if files.model is None else "flow" if separate_flow else "decoder"

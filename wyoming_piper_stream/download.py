@@ -27,6 +27,8 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import quote, unquote, urljoin, urlsplit
 from urllib.request import urlopen
 
+from .errors import SpeechError
+
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_CATALOGUE_URL = "https://huggingface.co/rhasspy/piper-voices/resolve/main/voices.json"
@@ -58,7 +60,7 @@ class DownloadSettings:
     """Seconds to wait on any single network operation."""
 
 
-class DownloadError(Exception):
+class DownloadError(SpeechError):
     """A voice or the catalogue cannot be fetched, or what arrived is not what was listed."""
 
 

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sentence_stream import SentenceBoundaryDetector
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
@@ -31,26 +32,20 @@ from wyoming.tts import (
 )
 
 from . import __version__
-from .download import DownloadError
-from .library import PIPER_ATTRIBUTION, ReadyVoice, VoiceLibrary
-from .phonemize import PhonemizerError
+from .errors import SpeechError
+from .library import PIPER_ATTRIBUTION, VoiceLibrary
 from .settings import ServerSettings
-from .synthesis import (
-    JobStats,
-    SpeechJob,
-    ThreadedIterator,
-    pcm_for_job,
-    punctuate,
-    split_sentences,
-)
-from .voice import VoiceError
+from .synthesis import JobStats, SpeechJob, ThreadedIterator, punctuate, split_sentences
+
+if TYPE_CHECKING:
+    from .loader import ReadyVoice
 
 _LOGGER = logging.getLogger(__name__)
 _SAMPLE_WIDTH = 2
 _CHANNELS = 1
 
 
-class RequestError(Exception):
+class RequestError(SpeechError):
     """A request we refuse, with a message for the client."""
 
 
@@ -256,7 +251,7 @@ class SpeechEventHandler(AsyncEventHandler):
                     await self._speak(job)
                 else:
                     await self.write_event(SynthesizeStopped().event())
-            except (VoiceError, PhonemizerError, RequestError, DownloadError) as error:
+            except SpeechError as error:
                 await self._fail(str(error), type(error).__name__)
                 return
             except (ConnectionError, asyncio.IncompleteReadError) as error:
@@ -287,11 +282,13 @@ class SpeechEventHandler(AsyncEventHandler):
     async def _send_audio(
         self, ready: ReadyVoice, job: SpeechJob, speaker_id: int | None, stats: JobStats
     ) -> None:
+        from . import speech  # numpy & co.: loaded by now with the voice itself
+
         rate = ready.voice.config.sample_rate
         settings = self.context.settings.synthesis
         piece_bytes = max(1, settings.samples_per_chunk) * _SAMPLE_WIDTH * _CHANNELS
         pcm = ThreadedIterator(
-            lambda stop: pcm_for_job(ready, job, settings, speaker_id, stop),
+            lambda stop: speech.pcm_for_job(ready, job, settings, speaker_id, stop),
             self.context.executor,
         )
         await self.write_event(AudioStart(rate, _SAMPLE_WIDTH, _CHANNELS).event())

@@ -23,6 +23,8 @@ from piper.const import BOS, EOS, PAD
 from piper.phonemize_espeak import EspeakPhonemizer as PiperEspeakBridge
 from piper.tashkeel import TashkeelDiacritizer
 
+from .errors import SpeechError
+
 _LOGGER = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "wyoming_piper_stream.phonemizers"
@@ -36,7 +38,7 @@ _TASKEEN_THRESHOLD = 0.8
 _MAX_TEXT_IN_MESSAGE = 80
 
 
-class PhonemizerError(Exception):
+class PhonemizerError(SpeechError):
     """A phonemizer could not be loaded, or failed on some text."""
 
 

@@ -1,9 +1,10 @@
-"""Text -> 16-bit PCM pieces, synthesized in a worker thread and handed to asyncio.
+"""Speech jobs, sentence splitting, and a worker thread's output handed to asyncio.
 
 The event loop never runs the encoder or decoder: a worker thread produces
 PCM per decoded chunk into a small bounded queue (back-pressure: a client that
 reads slowly stalls only its own worker), and stops within one chunk when the
-consumer goes away.
+consumer goes away. The synthesis itself is in ``speech`` (numpy, onnxruntime),
+which the server imports only once a voice is loading.
 """
 
 from __future__ import annotations
@@ -18,12 +19,6 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from sentence_stream import SentenceBoundaryDetector
-
-from .library import ReadyVoice
-from .loudness import to_pcm16
-from .phonemize import phonemes_to_ids, safe_phonemize
-from .settings import SynthesisSettings
-from .voice import SynthesisScales
 
 _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -77,44 +72,6 @@ def punctuate(sentence: str, auto_punctuation: str) -> str:
     if auto_punctuation and text and text[-1] not in auto_punctuation:
         text += auto_punctuation[0]
     return text
-
-
-def resolve_scales(ready: ReadyVoice, settings: SynthesisSettings) -> SynthesisScales:
-    defaults = ready.voice.default_scales()
-    return SynthesisScales(
-        noise_scale=_first(settings.noise_scale, defaults.noise_scale),
-        length_scale=_first(settings.length_scale, defaults.length_scale),
-        noise_w=_first(settings.noise_w_scale, defaults.noise_w),
-    )
-
-
-def _first(value: float | None, default: float) -> float:
-    return default if value is None else value
-
-
-def pcm_for_job(
-    ready: ReadyVoice,
-    job: SpeechJob,
-    settings: SynthesisSettings,
-    speaker_id: int | None,
-    stop: threading.Event,
-) -> Iterator[bytes]:
-    """Blocking: PCM bytes per decoded chunk, sentence after sentence."""
-    scales = resolve_scales(ready, settings)
-    id_map = ready.voice.config.phoneme_id_map
-    silence = bytes(2 * int(settings.sentence_silence * ready.voice.config.sample_rate))
-    for index, sentence in enumerate(job.sentences):
-        for phonemes in safe_phonemize(ready.phonemizer, sentence):
-            if not phonemes:
-                continue
-            ids = phonemes_to_ids(phonemes, id_map)
-            for chunk in ready.streamer.stream(ids, scales, speaker_id):
-                if stop.is_set():
-                    return
-                yield to_pcm16(chunk.audio, ready.gain)
-        is_last = index == len(job.sentences) - 1
-        if silence and (not is_last or job.trailing_silence):
-            yield silence
 
 
 class _Done:

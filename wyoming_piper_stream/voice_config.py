@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import SpeechError
 
-class VoiceError(Exception):
+
+class VoiceError(SpeechError):
     """A voice cannot be found, loaded or used as asked."""
 
 
