@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-streaming", action="store_true", help="do not accept streamed text")
     add("--zeroconf", nargs="?", const="piper-stream", help="announce over zeroconf [name]")
     add("--use-cuda", action="store_true", help="use onnxruntime's CUDA provider if present")
-    add("--chunk-size", type=int, default=256, help="largest decoder chunk in latent frames")
+    add("--chunk-size", type=int, default=128, help="largest decoder chunk in latent frames")
     add("--first-chunk-size", type=int, default=16, help="first decoder chunk in frames")
     add("--chunk-padding", type=int, help="context frames per side (default: measured)")
     add("--fixed-chunks", action="store_true", help="double chunk sizes instead of pacing")

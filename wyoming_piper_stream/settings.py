@@ -42,7 +42,7 @@ class StreamingSettings:
     first_chunk: int = 16
     """Frames in the first chunk: small, so the first audio comes early."""
 
-    chunk_size: int = 256
+    chunk_size: int = 128
     """Largest chunk in frames: chunks grow to this to cut padding overhead."""
 
     chunk_padding: int | None = None
