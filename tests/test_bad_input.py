@@ -325,7 +325,6 @@ async def test_audio_events_sent_to_the_server_are_ignored(
         pytest.param({"text": 42}, "string", id="text-number"),
         pytest.param({"text": None}, "string", id="text-null"),
         pytest.param({"text": ["Hello."]}, "string", id="text-list"),
-        pytest.param({"text": "Hi.", "voice": None}, "synthesize", id="voice-null"),
         pytest.param({"text": "Hi.", "voice": "name"}, "synthesize", id="voice-string"),
         pytest.param({"text": "Hi.", "voice": {"name": ["joe"]}}, "voice", id="voice-name-list"),
         pytest.param({"text": "Hi.", "voice": {"name": 7}}, "voice", id="voice-name-number"),
@@ -344,6 +343,14 @@ async def test_bad_synthesize_data_is_an_error_then_closed(
     error = the_error(await send_raw(server, send))
     assert says in error.text
     await assert_still_serving(server, still_here_bytes)
+
+
+async def test_voice_null_means_the_default_voice(server: ServerProcess) -> None:
+    null_voice = Event("synthesize", {"text": "Hi.", "voice": None})
+    with_null = await send_raw(server, event_bytes(null_voice), "audio-stop")
+    without = await send_raw(server, event_bytes(Synthesize(text="Hi.").event()), "audio-stop")
+    assert "error" not in with_null.types
+    assert len(with_null.pcm) == len(without.pcm) > 0
 
 
 async def test_bad_chunk_text_in_a_stream_is_an_error_then_closed(

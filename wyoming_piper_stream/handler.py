@@ -180,6 +180,8 @@ class SpeechEventHandler(AsyncEventHandler):
         return True
 
     def _dispatch(self, event: Event) -> None:
+        if isinstance(event.data, dict) and event.data.get("voice", {}) is None:
+            event.data.pop("voice")  # "voice": null means the default voice
         if Synthesize.is_type(event.type):
             self._on_synthesize(Synthesize.from_event(event))
         elif not self.context.settings.streaming:
