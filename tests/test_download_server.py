@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from http_util import serving
 from server_util import (
     ERROR_TIMEOUT,
     FIXTURE_VOICES,
@@ -114,16 +115,8 @@ class _CatalogueServer(http.server.ThreadingHTTPServer):
 def catalogue(tmp_path: Path) -> Iterator[_CatalogueServer]:
     root = tmp_path / "served"
     root.mkdir()
-    httpd = _CatalogueServer(root)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(_CatalogueServer(root)) as httpd:
         yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
-        assert not thread.is_alive(), "catalogue server thread did not stop"
 
 
 @pytest.fixture
