@@ -96,9 +96,10 @@ class Pacer:
             return self.first_chunk
         ahead = self._audio_out - (time.perf_counter() - self._first_out)
         fits = int(self.margin * ahead / cost) - 2 * self.padding
-        tail = remaining - min(fits, self.max_chunk)
-        if tail < 2 * self.first_chunk and (remaining + self.padding) * cost < ahead:
-            # The rest fits in time as one chunk: a short tail is not worth its padding.
+        short_rest = remaining <= self.max_chunk + 2 * self.first_chunk
+        if short_rest and (remaining + self.padding) * cost < 0.9 * ahead:
+            # The rest is ready in time as one chunk: fewer chunks, less padding
+            # (a short sentence then takes two decoder calls).
             return remaining
         if fits < self.first_chunk:
             # Too little buffered for any chunk to arrive in time: the largest
