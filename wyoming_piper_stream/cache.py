@@ -25,7 +25,7 @@ from .voice import VoiceFiles
 
 _LOGGER = logging.getLogger(__name__)
 
-CACHE_VERSION = "3"
+CACHE_VERSION = "4"
 """Bump when the split or the measurements change, to leave old entries unused."""
 
 _ENCODER = "encoder.onnx"

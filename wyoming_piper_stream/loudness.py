@@ -66,7 +66,7 @@ def calibrate_gain(voice: Voice) -> float:
     speaker = 0 if voice.is_multi_speaker else None
     peaks = np.array(
         [
-            float(np.max(np.abs(voice.decode(voice.encode(ids, scales, speaker)))))
+            float(np.max(np.abs(voice.synthesize_whole(ids, scales, speaker))))
             for ids in calibration_ids(voice)
         ]
     )

@@ -169,6 +169,12 @@ class Voice:
             feed[SPEAKER_EMBEDDING_NAME] = prior.g
         return Latent(self.flow.run(None, feed)[0], prior.y_mask, prior.g)
 
+    def synthesize_whole(
+        self, phoneme_ids: Sequence[int], scales: SynthesisScales, speaker_id: int | None = None
+    ) -> np.ndarray:
+        """Audio of one utterance in one piece (no chunks), through every graph."""
+        return self.decode(self.run_flow(self.encode(phoneme_ids, scales, speaker_id)))
+
     def decode(self, latent: Latent) -> np.ndarray:
         """Audio (float, 1-D) for the latent's frames."""
         feed: dict[str, np.ndarray] = {LATENT_NAME: latent.z}
