@@ -7,16 +7,27 @@ import time
 from dataclasses import dataclass
 
 from .cache import VoiceCache, VoiceFacts, entry_key
-from .denoise import Denoiser, bias_spectrogram
+from .denoise import SEAMLESS_PADDING, Denoiser, bias_spectrogram
 from .loudness import calibrate_gain
 from .phonemize import Phonemizer, load_phonemizer
 from .settings import StreamingSettings, VoiceLibrarySettings
 from .split import SplitError
 from .streamer import ChunkSchedule, SpeechStreamer, measure_flow_padding, measure_padding
-from .voice import SessionSettings, Voice, VoiceError, VoiceFiles, load_voice
+from .voice import HOP_LENGTH, SessionSettings, Voice, VoiceError, VoiceFiles, load_voice
 
 _LOGGER = logging.getLogger(__name__)
-_BIAS_FRAMES = 88  # ~1 s of an all-zero latent for the denoiser's bias
+BIAS_FRAMES = 88  # ~1 s of an all-zero latent for the denoiser's bias
+
+
+def make_denoiser(voice: Voice, strength: float, padding: int) -> Denoiser | None:
+    """The bias denoiser for a voice, or None at strength 0 (output stays bit-identical)."""
+    if strength <= 0:
+        return None
+    if padding * HOP_LENGTH < SEAMLESS_PADDING:
+        _LOGGER.warning("Chunk padding %d frames is too short for seamless denoising", padding)
+    # One bias, the default speaker's: per-speaker biases would cost a decode each.
+    bias = voice.decode(voice.zero_latent(BIAS_FRAMES, voice.speaker_id(None)))
+    return Denoiser(bias_spectrogram(bias), strength)
 
 
 @dataclass(frozen=True)
@@ -68,7 +79,7 @@ class VoiceLoader:
                 self.streaming.chunk_size,
                 adaptive=self.streaming.adaptive,
             ),
-            postprocess=self._denoiser(voice),
+            postprocess=make_denoiser(voice, self.streaming.denoiser_strength, padding),
             flow_padding=facts.flow_padding,
         )
         _LOGGER.info(
@@ -118,10 +129,3 @@ class VoiceLoader:
             if self._cache:
                 self._cache.store_facts(key, facts)
         return facts
-
-    def _denoiser(self, voice: Voice) -> Denoiser | None:
-        strength = self.streaming.denoiser_strength
-        if strength <= 0:
-            return None
-        bias = voice.decode(voice.zero_latent(_BIAS_FRAMES, 0 if voice.is_multi_speaker else None))
-        return Denoiser(bias_spectrogram(bias), strength)

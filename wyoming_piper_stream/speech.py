@@ -10,20 +10,6 @@ from .loudness import to_pcm16
 from .phonemize import phonemes_to_ids, safe_phonemize
 from .settings import SynthesisSettings
 from .synthesis import SpeechJob
-from .voice import SynthesisScales
-
-
-def resolve_scales(ready: ReadyVoice, settings: SynthesisSettings) -> SynthesisScales:
-    defaults = ready.voice.default_scales()
-    return SynthesisScales(
-        noise_scale=_first(settings.noise_scale, defaults.noise_scale),
-        length_scale=_first(settings.length_scale, defaults.length_scale),
-        noise_w=_first(settings.noise_w_scale, defaults.noise_w),
-    )
-
-
-def _first(value: float | None, default: float) -> float:
-    return default if value is None else value
 
 
 def pcm_for_job(
@@ -34,7 +20,7 @@ def pcm_for_job(
     stop: threading.Event,
 ) -> Iterator[bytes]:
     """Blocking: PCM bytes per decoded chunk, sentence after sentence."""
-    scales = resolve_scales(ready, settings)
+    scales = ready.voice.scales(settings.noise_scale, settings.length_scale, settings.noise_w_scale)
     id_map = ready.voice.config.phoneme_id_map
     silence = bytes(2 * int(settings.sentence_silence * ready.voice.config.sample_rate))
     for index, sentence in enumerate(job.sentences):

@@ -33,11 +33,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from .denoise import SEAMLESS_PADDING, Denoiser, bias_spectrogram
+from .loader import make_denoiser
 from .loudness import calibrate_gain, to_pcm16
 from .streamer import ChunkSchedule, SpeechStreamer, measure_flow_padding, measure_padding
 from .voice import (
-    HOP_LENGTH,
     SynthesisScales,
     Voice,
     VoiceError,
@@ -48,8 +47,6 @@ from .voice import (
 
 _LOGGER = logging.getLogger(__name__)
 
-BIAS_FRAMES = 88
-"""Latent frames (~1 s) of zeros decoded once for the denoiser's bias spectrum."""
 
 EXIT_OK, EXIT_SKIPPED, EXIT_UNUSABLE = 0, 1, 2
 
@@ -218,25 +215,6 @@ def _voice_files(args: argparse.Namespace) -> VoiceFiles:
     return replace(files, config=args.config) if args.config is not None else files
 
 
-def _scales(args: argparse.Namespace, voice: Voice) -> SynthesisScales:
-    default = voice.default_scales()
-    return SynthesisScales(
-        noise_scale=default.noise_scale if args.noise_scale is None else args.noise_scale,
-        length_scale=default.length_scale if args.length_scale is None else args.length_scale,
-        noise_w=default.noise_w if args.noise_scale_w is None else args.noise_scale_w,
-    )
-
-
-def _denoiser(voice: Voice, strength: float, padding: int) -> Denoiser | None:
-    if strength == 0:
-        return None  # not even an STFT round trip: output stays bit-identical
-    if padding * HOP_LENGTH < SEAMLESS_PADDING:
-        _LOGGER.warning("Chunk padding %d frames is too short for seamless denoising", padding)
-    # One bias, the default speaker's: per-speaker biases would cost a decode each.
-    bias = voice.decode(voice.zero_latent(BIAS_FRAMES, voice.speaker_id(None)))
-    return Denoiser(bias_spectrogram(bias), strength)
-
-
 def _check_sample_rate(asked: int | None, rate: int) -> None:
     if asked is not None and asked != rate:
         _LOGGER.warning(
@@ -255,7 +233,7 @@ def _streamer(args: argparse.Namespace, voice: Voice) -> SpeechStreamer:
         voice,
         padding,
         schedule,
-        _denoiser(voice, args.denoiser_strength, padding),
+        make_denoiser(voice, args.denoiser_strength, padding),
         flow_padding=measure_flow_padding(voice),  # 0 unless the flow is a separate graph
     )
 
@@ -265,7 +243,7 @@ def _build(args: argparse.Namespace) -> tuple[SpeechStreamer, SynthesisScales, f
     _check_sample_rate(args.sample_rate, voice.config.sample_rate)
     streamer = _streamer(args, voice)
     gain = calibrate_gain(voice) if args.gain is None else args.gain
-    scales = _scales(args, voice)
+    scales = voice.scales(args.noise_scale, args.length_scale, args.noise_scale_w)
     _LOGGER.info(
         "Voice %s: %d Hz 16-bit mono PCM, chunks %d..%d frames, padding %d, gain %.3f, %s",
         voice.name,

@@ -119,8 +119,20 @@ class Voice:
         return "sid" in self._encoder_inputs
 
     def default_scales(self) -> SynthesisScales:
+        return self.scales()
+
+    def scales(
+        self,
+        noise_scale: float | None = None,
+        length_scale: float | None = None,
+        noise_w: float | None = None,
+    ) -> SynthesisScales:
+        """Sampling scales; each ``None`` is the voice config's value."""
+        config = self.config
         return SynthesisScales(
-            self.config.noise_scale, self.config.length_scale, self.config.noise_w
+            config.noise_scale if noise_scale is None else noise_scale,
+            config.length_scale if length_scale is None else length_scale,
+            config.noise_w if noise_w is None else noise_w,
         )
 
     def speaker_id(self, speaker: str | int | None) -> int | None:

@@ -1,0 +1,44 @@
+"""Loading a voice for the server: the denoiser and the scales come from the settings."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+
+from wyoming_piper_stream.denoise import Denoiser
+from wyoming_piper_stream.library import VoiceLibrary
+from wyoming_piper_stream.loader import ReadyVoice
+from wyoming_piper_stream.settings import StreamingSettings, VoiceLibrarySettings
+from wyoming_piper_stream.voice import SynthesisScales
+
+FIXTURES = Path(__file__).resolve().parent.parent / "models" / "fixtures"
+IDS = [1, 0] + [x for i in range(30) for x in (14 + (i * 5) % 40, 0)] + [2]
+
+
+def _ready(strength: float) -> ReadyVoice:
+    settings = VoiceLibrarySettings(default_voice="tiny-multi", data_dirs=(FIXTURES,))
+    streaming = StreamingSettings(denoiser_strength=strength, adaptive=False)
+    return asyncio.run(VoiceLibrary(settings, streaming).get(None))
+
+
+def _audio(ready: ReadyVoice) -> np.ndarray:
+    chunks = ready.streamer.stream(IDS, SynthesisScales(0.0, 1.0, 0.0), 1)
+    return np.concatenate([chunk.audio for chunk in chunks])
+
+
+def test_denoiser_strength_from_the_settings_changes_audio_not_length() -> None:
+    plain, denoised = _ready(0.0), _ready(0.5)
+    assert plain.streamer.postprocess is None
+    assert isinstance(denoised.streamer.postprocess, Denoiser)
+    before, after = _audio(plain), _audio(denoised)
+    assert len(before) == len(after)
+    assert not np.allclose(before, after)
+
+
+def test_scales_default_to_the_voice_config_one_by_one() -> None:
+    voice = _ready(0.0).voice
+    assert voice.scales() == SynthesisScales(0.667, 1.0, 0.8)
+    assert voice.scales(length_scale=1.5) == SynthesisScales(0.667, 1.5, 0.8)
+    assert voice.scales(0.0, None, 0.0) == SynthesisScales(0.0, 1.0, 0.0)
