@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .phonemize import phonemes_to_ids
 from .voice import SynthesisScales, Voice
 
 # Typical assistant replies as espeak IPA. IPA symbols are shared by the
@@ -43,16 +44,10 @@ _INT16_MAX = 32767.0
 def calibration_ids(voice: Voice) -> list[list[int]]:
     """Phoneme ids of the calibration sentences in the voice's own id map."""
     id_map = voice.config.phoneme_id_map
-    pad = list(id_map.get("_", [0]))
-    sentences = []
-    for text in CALIBRATION_PHONEMES:
-        ids = list(id_map.get("^", [1])) + pad
-        for phoneme in text:
-            if phoneme in id_map:
-                ids += list(id_map[phoneme]) + pad
-        ids += list(id_map.get("$", [2]))
-        sentences.append(ids)
-    return sentences
+    # Symbols a voice's map lacks are left out quietly: these are our sentences, not a user's.
+    return [
+        phonemes_to_ids([p for p in text if p in id_map], id_map) for text in CALIBRATION_PHONEMES
+    ]
 
 
 def calibrate_gain(voice: Voice) -> float:
