@@ -29,7 +29,8 @@ from wyoming.tts import (
 )
 
 from wyoming_piper_stream.handler import ConnectionCount, ServerContext, SpeechEventHandler
-from wyoming_piper_stream.library import ReadyVoice, VoiceLibrary
+from wyoming_piper_stream.library import VoiceLibrary
+from wyoming_piper_stream.loader import ReadyVoice
 from wyoming_piper_stream.settings import (
     ServerSettings,
     StreamingSettings,

@@ -198,12 +198,3 @@ class VoiceLibrary:
             catalogue_url=self.settings.catalogue_url or DEFAULT_CATALOGUE_URL,
             update_catalogue=self.settings.update_voices,
         )
-
-
-def __getattr__(name: str) -> object:
-    """``ReadyVoice`` lives with the heavy loader; import it only when asked for."""
-    if name == "ReadyVoice":
-        from .loader import ReadyVoice
-
-        return ReadyVoice
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
