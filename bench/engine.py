@@ -47,7 +47,9 @@ def load_ours() -> Runner:
     """
     from wyoming_piper_stream.__main__ import parse_settings
     from wyoming_piper_stream.library import VoiceLibrary
-    from wyoming_piper_stream.phonemize import EspeakPhonemizer, phonemes_to_ids
+    from wyoming_piper_stream.pacing import PlaybackClock
+    from wyoming_piper_stream.phonemize import EspeakPhonemizer
+    from wyoming_piper_stream.speech import utterance_ids
 
     settings, _ = parse_settings([])
     library = VoiceLibrary(settings.voices, settings.streamer)
@@ -56,16 +58,15 @@ def load_ours() -> Runner:
     id_map = ready.voice.config.phoneme_id_map
     scales = ready.voice.default_scales()
     rate = ready.voice.config.sample_rate
+    max_phonemes = settings.synthesis.max_utterance_phonemes
 
     def run(text: str) -> Timing:
         started = time.perf_counter()
         first = 0.0
         samples = 0
-        for phonemes in phonemizer.phonemize(text):
-            if not phonemes:
-                continue
-            ids = phonemes_to_ids(phonemes, id_map)
-            for chunk in ready.streamer.stream(ids, scales):
+        clock = PlaybackClock()
+        for ids in utterance_ids(phonemizer, text, id_map, max_phonemes):
+            for chunk in ready.streamer.stream(ids, scales, None, clock):
                 first = first or time.perf_counter() - started
                 samples += len(chunk.audio)
         return Timing(first, time.perf_counter() - started, samples / rate)

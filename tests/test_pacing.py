@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wyoming_piper_stream.pacing import simulate_playback
+from wyoming_piper_stream.pacing import PlaybackClock, simulate_playback
 from wyoming_piper_stream.streamer import ChunkSchedule, SpeechStreamer
-from wyoming_piper_stream.voice import HOP_LENGTH, Latent, SynthesisScales
+from wyoming_piper_stream.voice import Latent, SynthesisScales
+from wyoming_piper_stream.voice_config import HOP_LENGTH
 
 SCALES = SynthesisScales(0.0, 1.0, 0.0)
 FRAMES = 300  # ~3.5 s of audio
@@ -45,11 +46,15 @@ class DeviceVoice:
         return np.zeros(latent.num_frames * HOP_LENGTH, np.float32)
 
 
-def _play(streamer: SpeechStreamer) -> tuple[int, list[int]]:
+def _play(streamer: SpeechStreamer, utterances: int = 1) -> tuple[int, list[list[int]]]:
+    """Underruns over a job of ``utterances`` (one playback clock), chunk sizes of each."""
     arrivals, sizes = [], []
-    for chunk in streamer.stream(list(range(FRAMES)), SCALES):
-        arrivals.append((time.perf_counter(), len(chunk.audio) / 22050))
-        sizes.append(chunk.end_frame - chunk.start_frame)
+    clock = PlaybackClock()
+    for _ in range(utterances):
+        sizes.append([])
+        for chunk in streamer.stream(list(range(FRAMES)), SCALES, None, clock):
+            arrivals.append((time.perf_counter(), len(chunk.audio) / 22050))
+            sizes[-1].append(chunk.end_frame - chunk.start_frame)
     return simulate_playback(arrivals).underruns, sizes
 
 
@@ -70,7 +75,7 @@ def test_slow_device_stalls_with_doubling_but_not_with_adaptive_sizes() -> None:
 
     adaptive = SpeechStreamer(slow, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
     _play(adaptive)  # the first utterance teaches it the device's speed
-    underruns, sizes = _play(adaptive)
+    underruns, [sizes] = _play(adaptive)
     assert underruns == 0
     assert sizes[0] > 16  # a larger first chunk buys a stream without stalls
 
@@ -79,8 +84,27 @@ def test_fast_device_keeps_a_small_first_chunk_and_grows_to_the_largest() -> Non
     fast = DeviceVoice(0.0005)
     adaptive = SpeechStreamer(fast, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
     _play(adaptive)
-    underruns, sizes = _play(adaptive)
+    underruns, [sizes] = _play(adaptive)
     assert underruns == 0
     assert sizes[0] == 16
     assert max(sizes[:-1]) == 128  # the last chunk may take a short tail along
     assert sizes[-1] <= 128 + 2 * 16
+
+
+def test_later_utterances_of_a_job_start_from_what_is_already_buffered() -> None:
+    """A reply's second sentence (or clause) does not start small again while audio plays."""
+    fast = DeviceVoice(0.0005)
+    adaptive = SpeechStreamer(fast, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
+    _play(adaptive)
+    underruns, (first, second) = _play(adaptive, utterances=2)
+    assert underruns == 0
+    assert first[0] == 16
+    assert second[0] == 128  # seconds of audio are buffered: the largest chunk fits
+
+
+def test_slow_device_keeps_up_across_the_utterances_of_a_job() -> None:
+    slow = DeviceVoice(0.006)
+    adaptive = SpeechStreamer(slow, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
+    _play(adaptive)
+    underruns, _ = _play(adaptive, utterances=3)
+    assert underruns == 0

@@ -50,9 +50,11 @@ from wyoming.tts import SynthesizeVoice
 from wyoming_piper_stream.library import VoiceLibrary
 from wyoming_piper_stream.settings import (
     DEFAULT_AUTO_PUNCTUATION,
+    DEFAULT_MAX_UTTERANCE_PHONEMES,
     StreamingSettings,
     SynthesisSettings,
     VoiceLibrarySettings,
+    default_cache_dir,
 )
 from wyoming_piper_stream.speech import pcm_for_job
 from wyoming_piper_stream.synthesis import SpeechJob, split_sentences
@@ -178,11 +180,48 @@ async def test_loudness_is_piper_s_within_3_db(voice_server: ServerProcess) -> N
     """Same length and about the same loudness as Piper's own output for the same text."""
     text = "The weather today is sunny with a high of seventy two degrees."
     _, pcm = await synthesize(voice_server.uri, text)
-    piper = PiperVoice.load(model_path())
-    chunks = piper.synthesize(text, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
-    theirs = b"".join(chunk.audio_int16_bytes for chunk in chunks)
+    theirs = piper_pcm(text)
     assert len(pcm) == len(theirs)
     assert abs(20 * np.log10(rms(pcm) / rms(theirs))) < 3.0
+
+
+_UTTERANCE_LINE = re.compile(r"DEBUG wyoming_piper_stream\.streamer: Utterance: (?P<ids>\d+) ids")
+
+
+def piper_pcm(text: str) -> bytes:
+    piper = PiperVoice.load(model_path())
+    chunks = piper.synthesize(text, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
+    return b"".join(chunk.audio_int16_bytes for chunk in chunks)
+
+
+async def test_long_sentence_goes_clause_by_clause_and_sounds_like_piper(
+    voice_server: ServerProcess,
+) -> None:
+    """Over the phoneme limit, a sentence goes through the encoder in clause-sized pieces.
+
+    The phonemes are Piper's, so the speech keeps about Piper's length and
+    loudness; with the limit off (``max_utterance_phonemes=0``) it is Piper's
+    length exactly.
+    """
+    log_offset = voice_server.log_size()
+    _, pcm = await synthesize(voice_server.uri, LONG_TEXT)
+    pieces = [int(m["ids"]) for m in _UTTERANCE_LINE.finditer(voice_server.log(log_offset))]
+    assert len(pieces) >= 2, pieces
+    assert max(pieces) <= 2 * DEFAULT_MAX_UTTERANCE_PHONEMES + 3  # ids: BOS, PADs, EOS
+
+    theirs = piper_pcm(LONG_TEXT)
+    assert abs(len(pcm) / len(theirs) - 1) < 0.08, (len(pcm), len(theirs))
+    assert abs(20 * np.log10(rms(pcm) / rms(theirs))) < 3.0
+
+    # The embedded voice, with the servers' (default) cache of its split and facts.
+    joe = VoiceLibrary(VoiceLibrarySettings(cache_dir=default_cache_dir()), StreamingSettings())
+    ready = await joe.get(None)
+    whole = SynthesisSettings(noise_scale=0.0, noise_w_scale=0.0, max_utterance_phonemes=0)
+    job = SpeechJob(sentences=(LONG_TEXT,), voice_name=None, speaker=None)
+    exact = await asyncio.to_thread(
+        lambda: b"".join(pcm_for_job(ready, job, whole, None, threading.Event()))
+    )
+    assert len(exact) == len(theirs)
 
 
 @pytest.mark.parametrize("text", ["", "  \n "])
@@ -232,8 +271,9 @@ async def test_first_audio_before_long_sentence_is_decoded(voice_server: ServerP
     """Audio of a long sentence starts to arrive while the server still decodes it.
 
     How this is decided without any time threshold: the server logs (with
-    ``--debug``, wall-clock timestamps) a line per decoded chunk, the last one
-    ending at the sentence's last frame. The client notes the wall-clock time at
+    ``--debug``, wall-clock timestamps) a line per decoded chunk; together they
+    cover the sentence's frames (a long sentence goes through the encoder
+    clause by clause, each clause its own chunks). The client notes the wall-clock time at
     which the first audio-chunk arrived. Both use the same clock on this machine,
     so comparing them is only a question of order: a server that synthesizes the
     whole sentence before sending (as wyoming-piper does) cannot deliver audio
@@ -254,13 +294,12 @@ async def test_first_audio_before_long_sentence_is_decoded(voice_server: ServerP
     assert_one_audio_cycle(events)
 
     frames = len(first.pcm + rest.pcm) // (HOP * WIDTH)
-    chunks = [m for m in _CHUNK_LINE.finditer(voice_server.log(log_offset))]
-    last = [m for m in chunks if int(m["end"]) == frames]
-    assert last, f"no decoded chunk ends at frame {frames} in the server log"
-    assert int(last[-1]["index"]) >= 1, "the sentence was decoded in one piece"
-    last_decoded_at = float(last[-1]["time"])
+    chunks = list(_CHUNK_LINE.finditer(voice_server.log(log_offset)))
+    assert sum(int(m["end"]) - int(m["start"]) for m in chunks) == frames
+    assert len(chunks) >= 2, "the sentence was decoded in one piece"
+    last_decoded_at = float(chunks[-1]["time"])
     assert first_audio_at < last_decoded_at, (
-        f"first audio arrived after the last of {int(last[-1]['index']) + 1} chunks was decoded"
+        f"first audio arrived after the last of {len(chunks)} chunks was decoded"
     )
 
 

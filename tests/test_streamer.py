@@ -18,7 +18,8 @@ from wyoming_piper_stream.streamer import (
     measure_padding,
     plan_chunks,
 )
-from wyoming_piper_stream.voice import HOP_LENGTH, Latent, Voice, load_voice, voice_files_from_path
+from wyoming_piper_stream.voice import Latent, Voice, load_voice, voice_files_from_path
+from wyoming_piper_stream.voice_config import HOP_LENGTH
 
 # (first chunk, largest chunk) in frames; 1 and 7 are degenerate on purpose.
 SCHEDULES = [(1, 1), (7, 7), (16, 128), (45, 45), (300, 300)]

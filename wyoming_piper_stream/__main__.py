@@ -21,6 +21,7 @@ from .handler import ConnectionCount, ServerContext, SpeechEventHandler
 from .library import VoiceLibrary
 from .settings import (
     DEFAULT_AUTO_PUNCTUATION,
+    DEFAULT_MAX_UTTERANCE_PHONEMES,
     LimitSettings,
     ServerSettings,
     StreamingSettings,
@@ -52,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--sentence-silence", type=float, default=0.0, help="seconds of silence after sentences")
     add("--auto-punctuation", default=DEFAULT_AUTO_PUNCTUATION, help="sentence end marks")
     add("--samples-per-chunk", type=int, default=1024, help="largest audio-chunk in samples")
+    add(
+        "--max-utterance-phonemes",
+        type=int,
+        default=DEFAULT_MAX_UTTERANCE_PHONEMES,
+        help="longer sentences are spoken clause by clause (0 = always whole, as Piper)",
+    )
     add("--no-streaming", action="store_true", help="do not accept streamed text")
     add("--zeroconf", nargs="?", const="piper-stream", help="announce over zeroconf [name]")
     add("--use-cuda", action="store_true", help="use onnxruntime's CUDA provider if present")
@@ -104,6 +111,7 @@ def parse_settings(argv: list[str]) -> tuple[ServerSettings, argparse.Namespace]
             sentence_silence=max(0.0, args.sentence_silence or 0.0),
             auto_punctuation=args.auto_punctuation,
             samples_per_chunk=max(1, args.samples_per_chunk),
+            max_utterance_phonemes=max(0, args.max_utterance_phonemes),
         ),
         streamer=StreamingSettings(
             first_chunk=args.first_chunk_size,

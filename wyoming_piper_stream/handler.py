@@ -13,7 +13,7 @@ import concurrent.futures
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sentence_stream import SentenceBoundaryDetector
@@ -34,6 +34,7 @@ from wyoming.tts import (
 from . import __version__
 from .errors import SpeechError
 from .library import PIPER_ATTRIBUTION, VoiceLibrary
+from .pacing import PlaybackClock
 from .settings import ServerSettings
 from .synthesis import JobStats, SpeechJob, ThreadedIterator, punctuate, split_sentences
 
@@ -89,6 +90,8 @@ class _TextStream:
     voice: SynthesizeVoice | None
     detector: SentenceBoundaryDetector
     chars: int = 0
+    clock: PlaybackClock = field(default_factory=PlaybackClock)
+    """Its sentences play one after another: chunk sizes follow one playback clock."""
 
 
 _STOPPED = object()  # job marker: send synthesize-stopped
@@ -203,7 +206,7 @@ class SpeechEventHandler(AsyncEventHandler):
         _check_voice(request.voice)
         self._check_length(len(request.text))
         sentences = split_sentences(request.text, self.context.settings.synthesis.auto_punctuation)
-        self._submit(_job(sentences, request.voice))
+        self._submit(_job(sentences, request.voice, PlaybackClock()))
 
     def _on_start(self, start: SynthesizeStart) -> None:
         if self._stream is not None:
@@ -221,7 +224,8 @@ class SpeechEventHandler(AsyncEventHandler):
         auto = self.context.settings.synthesis.auto_punctuation
         for sentence in self._stream.detector.add_chunk(chunk.text):
             if sentence.strip():
-                self._submit(_job([punctuate(sentence, auto)], self._stream.voice, trailing=True))
+                stream = self._stream
+                self._submit(_job([punctuate(sentence, auto)], stream.voice, stream.clock, True))
 
     def _on_stop(self) -> None:
         if self._stream is None:
@@ -230,7 +234,7 @@ class SpeechEventHandler(AsyncEventHandler):
         rest = self._stream.detector.finish()
         if rest.strip():
             auto = self.context.settings.synthesis.auto_punctuation
-            self._submit(_job([punctuate(rest, auto)], self._stream.voice))
+            self._submit(_job([punctuate(rest, auto)], self._stream.voice, self._stream.clock))
         self._submit(_STOPPED)
         self._stream = None
 
@@ -345,10 +349,16 @@ def _check_voice(voice: SynthesizeVoice | None) -> None:
         raise RequestError(f"voice speaker must be a string, not {type(speaker).__name__}")
 
 
-def _job(sentences: list[str], voice: SynthesizeVoice | None, trailing: bool = False) -> SpeechJob:
+def _job(
+    sentences: list[str],
+    voice: SynthesizeVoice | None,
+    clock: PlaybackClock,
+    trailing: bool = False,
+) -> SpeechJob:
     return SpeechJob(
         sentences=tuple(sentences),
         voice_name=voice.name if voice else None,
         speaker=voice.speaker if voice else None,
         trailing_silence=trailing,
+        clock=clock,
     )

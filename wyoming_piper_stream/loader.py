@@ -13,7 +13,8 @@ from .phonemize import Phonemizer, load_phonemizer
 from .settings import StreamingSettings, VoiceLibrarySettings
 from .split import SplitError
 from .streamer import ChunkSchedule, SpeechStreamer, measure_flow_padding, measure_padding
-from .voice import HOP_LENGTH, SessionSettings, Voice, VoiceError, VoiceFiles, load_voice
+from .voice import SessionSettings, Voice, VoiceError, VoiceFiles, load_voice
+from .voice_config import HOP_LENGTH
 
 _LOGGER = logging.getLogger(__name__)
 BIAS_FRAMES = 88  # ~1 s of an all-zero latent for the denoiser's bias

@@ -12,9 +12,9 @@ later first audio for a stream without stalls.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .voice import HOP_LENGTH
+from .voice_config import HOP_LENGTH
 
 
 @dataclass(frozen=True)
@@ -42,70 +42,106 @@ def simulate_playback(arrivals: list[tuple[float, float]]) -> PlaybackCheck:
 
 @dataclass
 class DecodeSpeed:
-    """Seconds per decoded latent frame, a moving average shared by a voice's streams."""
+    """Seconds per latent frame, moving averages shared by a voice's streams.
 
-    seconds_per_frame: float | None = None
+    The decoder and a separate flow are timed apart: the flow runs ahead of
+    the decoder in a few large calls, so charging it to the chunk that
+    happened to trigger it would make that chunk look several times slower.
+    """
+
+    decoder: float | None = None
+    flow: float | None = None
     weight: float = 0.5
 
+    @property
+    def seconds_per_frame(self) -> float | None:
+        """Cost of one more frame of output; None until the decoder was timed."""
+        if self.decoder is None:
+            return None
+        return self.decoder + (self.flow or 0.0)
+
     def learn(self, seconds: float, frames: int) -> None:
-        sample = seconds / max(1, frames)
-        if self.seconds_per_frame is None:
-            self.seconds_per_frame = sample
-        else:
-            self.seconds_per_frame += self.weight * (sample - self.seconds_per_frame)
+        self.decoder = self._mix(self.decoder, seconds / max(1, frames))
+
+    def learn_flow(self, seconds: float, frames: int) -> None:
+        self.flow = self._mix(self.flow, seconds / max(1, frames))
+
+    def _mix(self, average: float | None, sample: float) -> float:
+        return sample if average is None else average + self.weight * (sample - average)
+
+
+@dataclass
+class PlaybackClock:
+    """Audio handed to one listener so far, across the utterances of one job.
+
+    Playback starts with the first audio; when audio arrives late the player
+    stalls and resumes, so the clock shifts its start by the stall.
+    """
+
+    started: float | None = None
+    sent_seconds: float = 0.0
+
+    def sent(self, seconds: float) -> None:
+        now = time.perf_counter()
+        if self.started is None:
+            self.started = now
+        elif now - self.started > self.sent_seconds:
+            self.started = now - self.sent_seconds  # the player ran dry and waited
+        self.sent_seconds += seconds
+
+    def ahead(self) -> float | None:
+        """Seconds of audio still buffered at the player; None before the first audio."""
+        if self.started is None:
+            return None
+        return max(0.0, self.sent_seconds - (time.perf_counter() - self.started))
 
 
 @dataclass
 class Pacer:
-    """Picks each next chunk size for one utterance."""
+    """Picks each next chunk size for one utterance, against its job's playback clock."""
 
     first_chunk: int
     max_chunk: int
     padding: int
     sample_rate: int
     speed: DecodeSpeed
+    clock: PlaybackClock = field(default_factory=PlaybackClock)
     margin: float = 0.6
     """Share of the audio still buffered that the next chunk may take to decode."""
-
-    _first_out: float | None = None
-    _audio_out: float = 0.0
 
     @property
     def frame_seconds(self) -> float:
         return HOP_LENGTH / self.sample_rate
 
-    def first_size(self) -> int:
-        """The first chunk: small, unless the device is known to be too slow for that."""
-        cost = self.speed.seconds_per_frame
-        size = self.first_chunk
-        while cost is not None and size < self.max_chunk and not self._sustainable(size, cost):
-            size = min(self.max_chunk, size * 2)
-        return size
-
     def sent(self, frames: int) -> None:
         """Record a chunk handed to the player."""
-        now = time.perf_counter()
-        if self._first_out is None:
-            self._first_out = now
-        self._audio_out += frames * self.frame_seconds
+        self.clock.sent(frames * self.frame_seconds)
 
     def next_size(self, remaining: int) -> int:
         """Frames for the next chunk, with ``remaining`` frames still to decode."""
         cost = self.speed.seconds_per_frame
-        if cost is None or self._first_out is None:
-            return self.first_chunk
-        ahead = self._audio_out - (time.perf_counter() - self._first_out)
+        ahead = self.clock.ahead()
+        if ahead is None or cost is None:
+            return self._first_size(cost)
         fits = int(self.margin * ahead / cost) - 2 * self.padding
         short_rest = remaining <= self.max_chunk + 2 * self.first_chunk
         if short_rest and (remaining + self.padding) * cost < 0.9 * ahead:
             # The rest is ready in time as one chunk: fewer chunks, less padding
-            # (a short sentence then takes two decoder calls).
+            # (a short sentence then takes two decoder calls, a later sentence
+            # of a reply often one).
             return remaining
         if fits < self.first_chunk:
             # Too little buffered for any chunk to arrive in time: the largest
             # chunk wastes least on padding, so the stream catches up soonest.
             return self.max_chunk if fits < 1 else self.first_chunk
         return min(self.max_chunk, fits)
+
+    def _first_size(self, cost: float | None) -> int:
+        """The job's first chunk: small, unless the device is known to be too slow for that."""
+        size = self.first_chunk
+        while cost is not None and size < self.max_chunk and not self._sustainable(size, cost):
+            size = min(self.max_chunk, size * 2)
+        return size
 
     def _sustainable(self, first: int, cost: float) -> bool:
         """Would greedy sizing after a first chunk of ``first`` frames never stall?"""

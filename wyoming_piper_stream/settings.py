@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_AUTO_PUNCTUATION = ".?!。？！．؟"
+DEFAULT_MAX_UTTERANCE_PHONEMES = 200  # ~40 words, ~5 s of speech
 
 
 def default_cache_dir() -> Path:
@@ -33,6 +34,10 @@ class SynthesisSettings:
 
     samples_per_chunk: int = 1024
     """Largest number of samples in one audio-chunk event."""
+
+    max_utterance_phonemes: int = DEFAULT_MAX_UTTERANCE_PHONEMES
+    """Longer sentences go through the encoder clause by clause (see ``clauses``);
+    0 keeps every sentence whole, exactly as Piper speaks it."""
 
 
 @dataclass(frozen=True)

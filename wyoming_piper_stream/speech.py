@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
+from .clauses import clause_pieces
 from .loader import ReadyVoice
 from .loudness import to_pcm16
-from .phonemize import phonemes_to_ids, safe_phonemize
+from .phonemize import Phonemizer, phonemes_to_ids, safe_phonemize
 from .settings import SynthesisSettings
 from .synthesis import SpeechJob
+
+
+def utterance_ids(
+    phonemizer: Phonemizer,
+    sentence: str,
+    id_map: Mapping[str, Sequence[int]],
+    max_phonemes: int,
+) -> Iterator[list[int]]:
+    """Phoneme ids of each utterance the encoder gets for one sentence."""
+    for phonemes in safe_phonemize(phonemizer, sentence):
+        for piece in clause_pieces(phonemes, max_phonemes):
+            if piece:
+                yield phonemes_to_ids(piece, id_map)
 
 
 def pcm_for_job(
@@ -22,16 +36,19 @@ def pcm_for_job(
     """Blocking: PCM bytes per decoded chunk, sentence after sentence."""
     scales = ready.voice.scales(settings.noise_scale, settings.length_scale, settings.noise_w_scale)
     id_map = ready.voice.config.phoneme_id_map
-    silence = bytes(2 * int(settings.sentence_silence * ready.voice.config.sample_rate))
+    silence_seconds = settings.sentence_silence
+    silence = bytes(2 * int(silence_seconds * ready.voice.config.sample_rate))
+    # Once audio plays, later utterances size their chunks by what is
+    # already buffered instead of starting small again.
+    clock = job.clock
     for index, sentence in enumerate(job.sentences):
-        for phonemes in safe_phonemize(ready.phonemizer, sentence):
-            if not phonemes:
-                continue
-            ids = phonemes_to_ids(phonemes, id_map)
-            for chunk in ready.streamer.stream(ids, scales, speaker_id):
+        pieces = utterance_ids(ready.phonemizer, sentence, id_map, settings.max_utterance_phonemes)
+        for ids in pieces:
+            for chunk in ready.streamer.stream(ids, scales, speaker_id, clock):
                 if stop.is_set():
                     return
                 yield to_pcm16(chunk.audio, ready.gain)
         is_last = index == len(job.sentences) - 1
         if silence and (not is_last or job.trailing_silence):
+            clock.sent(silence_seconds)
             yield silence

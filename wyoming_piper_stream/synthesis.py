@@ -20,6 +20,8 @@ from typing import Generic, TypeVar
 
 from sentence_stream import SentenceBoundaryDetector
 
+from .pacing import PlaybackClock
+
 _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
@@ -33,6 +35,9 @@ class SpeechJob:
     speaker: str | None
     trailing_silence: bool = False
     """Silence after the last sentence too (streamed sentences follow each other)."""
+
+    clock: PlaybackClock = field(default_factory=PlaybackClock, compare=False)
+    """The listener's playback so far; the jobs of one text stream share it."""
 
 
 @dataclass

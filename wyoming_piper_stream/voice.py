@@ -23,9 +23,6 @@ from .voice_config import VoiceConfig, VoiceError, VoiceFiles
 
 _LOGGER = logging.getLogger(__name__)
 
-HOP_LENGTH = 256
-"""Audio samples per latent frame in every Piper VITS voice."""
-
 
 @dataclass(frozen=True)
 class SynthesisScales:

@@ -14,6 +14,9 @@ from typing import Any
 
 from .errors import SpeechError
 
+HOP_LENGTH = 256
+"""Audio samples per latent frame in every Piper VITS voice."""
+
 
 class VoiceError(SpeechError):
     """A voice cannot be found, loaded or used as asked."""
