@@ -207,12 +207,13 @@ def check_results(found: Measurements) -> None:
 
 
 def pool_size(server_args: Sequence[str]) -> int:
-    """The server's synthesis pool, as its own command line parsing sizes it."""
+    """The server's synthesis thread pool (a worker per connection that may speak),
+    as its own command line parsing sizes it."""
     from wyoming_piper_stream.__main__ import ENV_ARGS, parse_settings
 
     os.environ.pop(ENV_ARGS, None)  # bench.procs starts the server without it, too
     settings, _ = parse_settings(list(server_args))
-    return settings.limits.max_concurrent_synthesis
+    return settings.limits.max_connections
 
 
 def stop_server(server: Server) -> int | None:

@@ -37,6 +37,7 @@ from wyoming.event import Event, read_event
 
 from wyoming_piper_stream.handler import ConnectionCount, ServerContext, SpeechEventHandler
 from wyoming_piper_stream.library import VoiceLibrary
+from wyoming_piper_stream.scheduler import StepScheduler
 from wyoming_piper_stream.settings import (
     LimitSettings,
     ServerSettings,
@@ -239,7 +240,7 @@ async def converse(
     context = ServerContext(
         settings=ServerSettings(streaming=streaming, synthesis=SYNTHESIS, limits=LIMITS),
         library=library,
-        synthesis_slots=asyncio.Semaphore(LIMITS.max_concurrent_synthesis),
+        scheduler=StepScheduler(LIMITS.max_concurrent_synthesis),
         executor=executor,
         connections=ConnectionCount(),
     )

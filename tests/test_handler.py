@@ -31,6 +31,7 @@ from wyoming.tts import (
 from wyoming_piper_stream.handler import ConnectionCount, ServerContext, SpeechEventHandler
 from wyoming_piper_stream.library import VoiceLibrary
 from wyoming_piper_stream.loader import ReadyVoice
+from wyoming_piper_stream.scheduler import StepScheduler
 from wyoming_piper_stream.settings import (
     ServerSettings,
     StreamingSettings,
@@ -157,7 +158,7 @@ async def converse(
         context = ServerContext(
             settings=ServerSettings(streaming=streaming, synthesis=SYNTHESIS),
             library=cast(VoiceLibrary, StubLibrary(ready_voice)),
-            synthesis_slots=asyncio.Semaphore(2),
+            scheduler=StepScheduler(1),
             executor=executor,
             connections=ConnectionCount(),
         )

@@ -19,6 +19,7 @@ from wyoming.server import AsyncServer, AsyncTcpServer
 from . import __version__
 from .handler import ConnectionCount, ServerContext, SpeechEventHandler
 from .library import VoiceLibrary
+from .scheduler import StepScheduler
 from .settings import (
     DEFAULT_AUTO_PUNCTUATION,
     DEFAULT_MAX_UTTERANCE_PHONEMES,
@@ -71,7 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--phonemizer", help="phonemizer as module:attribute or entry-point name")
     add("--max-voices", type=int, default=2, help="voices kept loaded at once")
     add("--threads", type=int, default=0, help="onnxruntime threads per graph (0 = auto)")
-    add("--max-concurrent", type=int, help="requests synthesized at once (default: cores)")
+    add(
+        "--max-concurrent",
+        type=int,
+        default=1,
+        help="synthesis steps run at once (default 1: each uses every core)",
+    )
     add("--max-text-chars", type=int, default=10_000, help="longest text per request or stream")
     add("--max-connections", type=int, default=32, help="open connections at once")
     add("--idle-timeout", type=float, default=300.0, help="seconds before an idle client is closed")
@@ -134,9 +140,7 @@ def parse_settings(argv: list[str]) -> tuple[ServerSettings, argparse.Namespace]
             phonemizer=args.phonemizer,
         ),
         limits=LimitSettings(
-            # One request per core: more would only share the cores and make every
-            # stream slower than real time (playback underruns) instead of queueing.
-            max_concurrent_synthesis=max(1, args.max_concurrent or os.cpu_count() or 1),
+            max_concurrent_synthesis=max(1, args.max_concurrent),
             max_text_chars=max(1, args.max_text_chars),
             max_connections=max(1, args.max_connections),
             idle_timeout=max(0.1, args.idle_timeout),
@@ -148,11 +152,12 @@ def parse_settings(argv: list[str]) -> tuple[ServerSettings, argparse.Namespace]
 
 async def serve(settings: ServerSettings, preload: bool = True) -> None:
     library = VoiceLibrary(settings.voices, settings.streamer)
-    slots = settings.limits.max_concurrent_synthesis
-    with concurrent.futures.ThreadPoolExecutor(slots, thread_name_prefix="synth") as executor:
-        context = ServerContext(
-            settings, library, asyncio.Semaphore(slots), executor, ConnectionCount()
-        )
+    # A worker thread per connection that may be speaking; they take turns for
+    # the cores in the scheduler, not in the pool.
+    workers = settings.limits.max_connections
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="synth") as executor:
+        scheduler = StepScheduler(settings.limits.max_concurrent_synthesis)
+        context = ServerContext(settings, library, scheduler, executor, ConnectionCount())
         server = AsyncServer.from_uri(settings.uri)
         if settings.zeroconf_name:
             await _announce(server, settings.zeroconf_name)

@@ -35,6 +35,7 @@ from . import __version__
 from .errors import SpeechError
 from .library import PIPER_ATTRIBUTION, VoiceLibrary
 from .pacing import PlaybackClock
+from .scheduler import StepScheduler
 from .settings import ServerSettings
 from .synthesis import JobStats, SpeechJob, ThreadedIterator, punctuate, split_sentences
 
@@ -63,7 +64,7 @@ class ServerContext:
 
     settings: ServerSettings
     library: VoiceLibrary
-    synthesis_slots: asyncio.Semaphore
+    scheduler: StepScheduler
     executor: concurrent.futures.Executor
     connections: ConnectionCount
 
@@ -281,8 +282,7 @@ class SpeechEventHandler(AsyncEventHandler):
         if speaker is None and ready.voice.name == self.context.library.default_voice_name:
             speaker = self.context.settings.synthesis.speaker
         speaker_id = ready.voice.speaker_id(speaker)
-        async with self.context.synthesis_slots:
-            await self._send_audio(ready, job, speaker_id, stats)
+        await self._send_audio(ready, job, speaker_id, stats)
         self._log(ready, job, stats)
 
     async def _send_audio(
@@ -293,8 +293,9 @@ class SpeechEventHandler(AsyncEventHandler):
         rate = ready.voice.config.sample_rate
         settings = self.context.settings.synthesis
         piece_bytes = max(1, settings.samples_per_chunk) * _SAMPLE_WIDTH * _CHANNELS
+        gate = self.context.scheduler.gate(job.clock, arrived=stats.started)
         pcm = ThreadedIterator(
-            lambda stop: speech.pcm_for_job(ready, job, settings, speaker_id, stop),
+            lambda stop: speech.pcm_for_job(ready, job, settings, speaker_id, stop, gate),
             self.context.executor,
         )
         await self.write_event(AudioStart(rate, _SAMPLE_WIDTH, _CHANNELS).event())

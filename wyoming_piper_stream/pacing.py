@@ -80,6 +80,9 @@ class PlaybackClock:
 
     started: float | None = None
     sent_seconds: float = 0.0
+    share: float = 1.0
+    """Share of the compute the job got lately: its steps' time over that time plus
+    the time it waited for its turn while other clients' steps ran."""
 
     def sent(self, seconds: float) -> None:
         now = time.perf_counter()
@@ -88,6 +91,15 @@ class PlaybackClock:
         elif now - self.started > self.sent_seconds:
             self.started = now - self.sent_seconds  # the player ran dry and waited
         self.sent_seconds += seconds
+
+    def worked(self, waited: float, seconds: float) -> None:
+        """Record one step: ``seconds`` of compute after ``waited`` for the turn."""
+        sample = seconds / max(seconds + waited, 1e-9)
+        self.share = max(0.05, 0.5 * (self.share + sample))
+
+    def runs_dry(self) -> float | None:
+        """When the buffered audio will have played (perf_counter); None before any audio."""
+        return None if self.started is None else self.started + self.sent_seconds
 
     def ahead(self) -> float | None:
         """Seconds of audio still buffered at the player; None before the first audio."""
@@ -123,6 +135,7 @@ class Pacer:
         ahead = self.clock.ahead()
         if ahead is None or cost is None:
             return self._first_size(cost)
+        cost /= self.clock.share  # other clients' steps run between ours
         fits = int(self.margin * ahead / cost) - 2 * self.padding
         short_rest = remaining <= self.max_chunk + 2 * self.first_chunk
         if short_rest and (remaining + self.padding) * cost < 0.9 * ahead:

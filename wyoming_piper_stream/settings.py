@@ -94,8 +94,9 @@ class VoiceLibrarySettings:
 class LimitSettings:
     """Bounds that keep one client from starving the others."""
 
-    max_concurrent_synthesis: int = 4
-    """Requests synthesized at once; the rest wait their turn."""
+    max_concurrent_synthesis: int = 1
+    """Synthesis steps (an encoder run, a chunk) run at once; the rest wait their
+    turn, most urgent first (see ``scheduler``)."""
 
     max_text_chars: int = 10_000
     """Longest text of one request or one stream."""

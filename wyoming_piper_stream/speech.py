@@ -9,6 +9,7 @@ from .clauses import clause_pieces
 from .loader import ReadyVoice
 from .loudness import to_pcm16
 from .phonemize import Phonemizer, phonemes_to_ids, safe_phonemize
+from .scheduler import Gate, ungated
 from .settings import SynthesisSettings
 from .synthesis import SpeechJob
 
@@ -32,8 +33,12 @@ def pcm_for_job(
     settings: SynthesisSettings,
     speaker_id: int | None,
     stop: threading.Event,
+    gate: Gate = ungated,
 ) -> Iterator[bytes]:
-    """Blocking: PCM bytes per decoded chunk, sentence after sentence."""
+    """Blocking: PCM bytes per decoded chunk, sentence after sentence.
+
+    ``gate`` waits for the job's turn before each synthesis step (``scheduler``).
+    """
     scales = ready.voice.scales(settings.noise_scale, settings.length_scale, settings.noise_w_scale)
     id_map = ready.voice.config.phoneme_id_map
     silence_seconds = settings.sentence_silence
@@ -44,7 +49,7 @@ def pcm_for_job(
     for index, sentence in enumerate(job.sentences):
         pieces = utterance_ids(ready.phonemizer, sentence, id_map, settings.max_utterance_phonemes)
         for ids in pieces:
-            for chunk in ready.streamer.stream(ids, scales, speaker_id, clock):
+            for chunk in ready.streamer.stream(ids, scales, speaker_id, clock, gate):
                 if stop.is_set():
                     return
                 yield to_pcm16(chunk.audio, ready.gain)

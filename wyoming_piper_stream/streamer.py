@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .pacing import DecodeSpeed, Pacer, PlaybackClock
+from .scheduler import Gate, ungated
 from .voice import Latent, SynthesisScales, Voice
 from .voice_config import HOP_LENGTH
 
@@ -133,13 +134,19 @@ class SpeechStreamer:
         scales: SynthesisScales,
         speaker_id: int | None = None,
         clock: PlaybackClock | None = None,
+        gate: Gate = ungated,
     ) -> Iterator[AudioChunk]:
-        """``clock``: the job's playback so far, shared by its utterances (adaptive pacing)."""
+        """``clock``: the job's playback so far, shared by its utterances (adaptive pacing).
+
+        ``gate`` wraps each step (the encoder, each chunk): it waits for this
+        job's turn among concurrent jobs (see ``scheduler``).
+        """
         started = time.perf_counter()
-        latent = self.voice.encode(phoneme_ids, scales, speaker_id)
+        with gate(0.0):
+            latent = self.voice.encode(phoneme_ids, scales, speaker_id)
         encoder_ms = (time.perf_counter() - started) * 1000
         first_audio_ms = 0.0
-        for chunk in self.decode_chunks(latent, clock):
+        for chunk in self.decode_chunks(latent, clock, gate):
             if not first_audio_ms:
                 first_audio_ms = (time.perf_counter() - started) * 1000
             yield chunk
@@ -159,20 +166,27 @@ class SpeechStreamer:
         )
 
     def decode_chunks(
-        self, latent: Latent, clock: PlaybackClock | None = None
+        self,
+        latent: Latent,
+        clock: PlaybackClock | None = None,
+        gate: Gate = ungated,
     ) -> Iterator[AudioChunk]:
         """``latent`` is the encoder's output (``z_p`` when the flow is separate)."""
         flow = _FlowCursor(self.voice, latent, self.flow_padding, self.speed)
-        for index, span in enumerate(self._spans(latent.num_frames, clock or PlaybackClock())):
-            started = time.perf_counter()
-            frames = flow.frames(span.decode_start, span.decode_end)
-            flowed = time.perf_counter()
-            audio = self.voice.decode(frames)
-            if self.postprocess is not None:
-                audio = self.postprocess(audio)
-            audio = _trim(audio, span)
-            self.speed.learn(time.perf_counter() - flowed, span.decode_end - span.decode_start)
-            elapsed = time.perf_counter() - started
+        clock = clock or PlaybackClock()
+        for index, span in enumerate(self._spans(latent.num_frames, clock)):
+            requested = time.perf_counter()
+            with gate(self._expected_seconds(span)):
+                started = time.perf_counter()
+                frames = flow.frames(span.decode_start, span.decode_end)
+                flowed = time.perf_counter()
+                audio = self.voice.decode(frames)
+                if self.postprocess is not None:
+                    audio = self.postprocess(audio)
+                audio = _trim(audio, span)
+                self.speed.learn(time.perf_counter() - flowed, span.decode_end - span.decode_start)
+                elapsed = time.perf_counter() - started
+            clock.worked(waited=started - requested, seconds=elapsed)
             _LOGGER.debug(
                 "Chunk %d: frames %d-%d (+%d/%d pad) in %.1f ms",
                 index,
@@ -189,6 +203,10 @@ class SpeechStreamer:
                 end_frame=span.end,
                 is_last=span.end == latent.num_frames,
             )
+
+    def _expected_seconds(self, span: ChunkSpan) -> float:
+        cost = self.speed.seconds_per_frame
+        return 0.0 if cost is None else cost * (span.decode_end - span.decode_start)
 
     def _spans(self, num_frames: int, clock: PlaybackClock) -> Iterator[ChunkSpan]:
         """Fixed plan, or sizes chosen as the stream runs (``ChunkSchedule.adaptive``)."""
