@@ -7,7 +7,7 @@ import time
 from functools import partial
 
 from wyoming_piper_stream.pacing import PlaybackClock
-from wyoming_piper_stream.scheduler import FIRST_AUDIO_BUDGET, Gate, StepScheduler
+from wyoming_piper_stream.scheduler import FIRST_AUDIO_BUDGET, HOLD_SECONDS, Gate, StepScheduler
 
 
 def _run_in_order(scheduler: StepScheduler, gates: dict[str, Gate]) -> list[str]:
@@ -82,3 +82,28 @@ def test_a_new_request_goes_before_a_stream_with_seconds_buffered() -> None:
         "nearly dry": scheduler.gate(nearly_dry),
     }
     assert _run_in_order(scheduler, gates) == ["nearly dry", "new", "playing"]
+
+
+def test_a_stream_keeps_the_slot_between_its_own_steps() -> None:
+    """Handing a chunk over takes a few ms; a less urgent step must not slip in meanwhile."""
+    scheduler = StepScheduler(1)
+    order: list[str] = []
+
+    def stream() -> None:
+        for _ in range(3):
+            with scheduler.turn(1.0):
+                order.append("stream")
+                time.sleep(0.01)
+            time.sleep(HOLD_SECONDS / 4)  # hands its chunk to the connection
+
+    def newcomer() -> None:
+        time.sleep(0.005)  # arrives while the stream's first step runs
+        with scheduler.turn(2.0):
+            order.append("new")
+
+    threads = [threading.Thread(target=stream), threading.Thread(target=newcomer)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert order == ["stream", "stream", "stream", "new"]
