@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES, REPO
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncClient
 from wyoming.event import Event
@@ -34,8 +35,7 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURE_VOICES = REPO / "models" / "fixtures"
+FIXTURE_VOICES = FIXTURES
 JOE = "en_US-joe-medium"
 MULTI = "tiny-multi"
 PRESPLIT = "tiny-multi-presplit"

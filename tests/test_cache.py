@@ -7,13 +7,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from conftest import FIXTURES
 
 from wyoming_piper_stream.cache import VoiceCache, entry_key
 from wyoming_piper_stream.library import VoiceLibrary
 from wyoming_piper_stream.settings import StreamingSettings, VoiceLibrarySettings
 from wyoming_piper_stream.voice import SynthesisScales, VoiceFiles
-
-FIXTURES = Path(__file__).parent.parent / "models" / "fixtures"
 
 
 def _voice_dir(tmp_path: Path) -> Path:

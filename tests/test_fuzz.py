@@ -27,10 +27,10 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from conftest import FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wyoming.event import Event, read_event
@@ -46,7 +46,6 @@ from wyoming_piper_stream.settings import (
     VoiceLibrarySettings,
 )
 
-FIXTURES = Path(__file__).resolve().parent.parent / "models" / "fixtures"
 VOICE = "tiny-single"
 MULTI = "tiny-multi"
 SYNTHESIS = SynthesisSettings(noise_scale=0.0, noise_w_scale=0.0)

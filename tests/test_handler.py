@@ -11,10 +11,10 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from pathlib import Path
 from typing import cast
 
 import pytest
+from conftest import FIXTURES
 from server_util import event_bytes
 from wyoming.audio import AudioStart
 from wyoming.error import Error
@@ -42,7 +42,6 @@ from wyoming_piper_stream.speech import pcm_for_job
 from wyoming_piper_stream.synthesis import SpeechJob
 from wyoming_piper_stream.voice import VoiceError
 
-FIXTURES = Path(__file__).resolve().parent.parent / "models" / "fixtures"
 VOICE = "tiny-single"
 SYNTHESIS = SynthesisSettings(noise_scale=0.0, noise_w_scale=0.0)
 TIMEOUT = 30.0  # seconds for any one event: bounded, generous for a loaded machine

