@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wyoming_piper_stream.pacing import PlaybackClock, simulate_playback
+from wyoming_piper_stream.pacing import DecodeSpeed, Pacer, PlaybackClock, simulate_playback
 from wyoming_piper_stream.streamer import ChunkSchedule, SpeechStreamer
 from wyoming_piper_stream.voice import Latent, SynthesisScales
 from wyoming_piper_stream.voice_config import HOP_LENGTH
@@ -108,3 +108,21 @@ def test_slow_device_keeps_up_across_the_utterances_of_a_job() -> None:
     _play(adaptive)
     underruns, _ = _play(adaptive, utterances=3)
     assert underruns == 0
+
+
+def test_sharing_the_cores_makes_the_first_chunk_larger() -> None:
+    """Another client's steps run between ours: the stream must start further ahead."""
+
+    def first_chunk(share: float) -> int:
+        pacer = Pacer(
+            first_chunk=16,
+            max_chunk=128,
+            padding=10,
+            sample_rate=22050,
+            speed=DecodeSpeed(decoder=0.002),  # 6x faster than real time alone
+            clock=PlaybackClock(share=share),
+        )
+        return pacer.next_size(300)
+
+    assert first_chunk(1.0) == 16
+    assert first_chunk(0.25) > 16  # a quarter of the cores: slower than real time at 16

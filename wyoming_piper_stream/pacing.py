@@ -132,10 +132,11 @@ class Pacer:
     def next_size(self, remaining: int) -> int:
         """Frames for the next chunk, with ``remaining`` frames still to decode."""
         cost = self.speed.seconds_per_frame
+        if cost is not None:
+            cost /= self.clock.share  # other clients' steps run between ours
         ahead = self.clock.ahead()
         if ahead is None or cost is None:
             return self._first_size(cost)
-        cost /= self.clock.share  # other clients' steps run between ours
         fits = int(self.margin * ahead / cost) - 2 * self.padding
         short_rest = remaining <= self.max_chunk + 2 * self.first_chunk
         if short_rest and (remaining + self.padding) * cost < 0.9 * ahead:
@@ -150,7 +151,8 @@ class Pacer:
         return min(self.max_chunk, fits)
 
     def _first_size(self, cost: float | None) -> int:
-        """The job's first chunk: small, unless the device is known to be too slow for that."""
+        """The job's first chunk: small, unless the device (or this job's share of
+        it, when other clients are speaking) is known to be too slow for that."""
         size = self.first_chunk
         while cost is not None and size < self.max_chunk and not self._sustainable(size, cost):
             size = min(self.max_chunk, size * 2)

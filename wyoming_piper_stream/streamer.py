@@ -142,9 +142,12 @@ class SpeechStreamer:
         job's turn among concurrent jobs (see ``scheduler``).
         """
         started = time.perf_counter()
+        clock = clock or PlaybackClock()
         with gate(0.0):
+            turn = time.perf_counter()
             latent = self.voice.encode(phoneme_ids, scales, speaker_id)
         encoder_ms = (time.perf_counter() - started) * 1000
+        clock.worked(waited=turn - started, seconds=time.perf_counter() - turn)
         first_audio_ms = 0.0
         for chunk in self.decode_chunks(latent, clock, gate):
             if not first_audio_ms:
