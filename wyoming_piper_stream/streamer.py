@@ -146,15 +146,15 @@ class SpeechStreamer:
         with gate(0.0):
             turn = time.perf_counter()
             latent = self.voice.encode(phoneme_ids, scales, speaker_id)
-        encoder_ms = (time.perf_counter() - started) * 1000
-        clock.worked(waited=turn - started, seconds=time.perf_counter() - turn)
+        encoder_seconds = time.perf_counter() - turn  # without the wait for the turn
+        clock.worked(waited=turn - started, seconds=encoder_seconds)
         first_audio_ms = 0.0
         for chunk in self.decode_chunks(latent, clock, gate):
             if not first_audio_ms:
                 first_audio_ms = (time.perf_counter() - started) * 1000
             yield chunk
         stats = UtteranceStats(
-            encoder_ms=encoder_ms,
+            encoder_ms=encoder_seconds * 1000,
             first_audio_ms=first_audio_ms,
             total_ms=(time.perf_counter() - started) * 1000,
             audio_seconds=latent.num_frames * HOP_LENGTH / self.voice.config.sample_rate,
