@@ -46,10 +46,10 @@ def load_ours() -> Runner:
     (its defaults, e.g. the voice cache), then ``VoiceLibrary.get(None)``.
     """
     from wyoming_piper_stream.__main__ import parse_settings
-    from wyoming_piper_stream.library import VoiceLibrary
-    from wyoming_piper_stream.pacing import PlaybackClock
-    from wyoming_piper_stream.phonemize import EspeakPhonemizer
-    from wyoming_piper_stream.speech import utterance_ids
+    from wyoming_piper_stream.engine.clauses import utterance_ids
+    from wyoming_piper_stream.engine.pacing import PlaybackClock
+    from wyoming_piper_stream.engine.phonemize import EspeakPhonemizer
+    from wyoming_piper_stream.voices.library import VoiceLibrary
 
     settings, _ = parse_settings([])
     library = VoiceLibrary(settings.voices, settings.streamer)

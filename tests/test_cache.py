@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 from conftest import FIXTURES
 
-from wyoming_piper_stream.cache import VoiceCache, entry_key
-from wyoming_piper_stream.library import VoiceLibrary
-from wyoming_piper_stream.settings import StreamingSettings, VoiceLibrarySettings
-from wyoming_piper_stream.voice import SynthesisScales, VoiceFiles
+from wyoming_piper_stream.engine.graphs import SynthesisScales
+from wyoming_piper_stream.engine.settings import StreamingSettings
+from wyoming_piper_stream.engine.voice_config import VoiceFiles
+from wyoming_piper_stream.voices.cache import VoiceCache, entry_key
+from wyoming_piper_stream.voices.library import VoiceLibrary
+from wyoming_piper_stream.voices.settings import VoiceLibrarySettings
 
 
 def _voice_dir(tmp_path: Path) -> Path:

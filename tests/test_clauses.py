@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from wyoming_piper_stream.clauses import clause_pieces
-from wyoming_piper_stream.phonemize import EspeakPhonemizer
+from wyoming_piper_stream.engine.clauses import clause_pieces
+from wyoming_piper_stream.engine.phonemize import EspeakPhonemizer
 
 
 def _rejoined(pieces: list[list[str]]) -> list[str]:

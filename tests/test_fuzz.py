@@ -35,16 +35,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wyoming.event import Event, read_event
 
-from wyoming_piper_stream.handler import ConnectionCount, ServerContext, SpeechEventHandler
-from wyoming_piper_stream.library import VoiceLibrary
-from wyoming_piper_stream.scheduler import StepScheduler
-from wyoming_piper_stream.settings import (
-    LimitSettings,
-    ServerSettings,
-    StreamingSettings,
-    SynthesisSettings,
-    VoiceLibrarySettings,
-)
+from wyoming_piper_stream.engine.settings import StreamingSettings
+from wyoming_piper_stream.server.handler import ConnectionCount, ServerContext, SpeechEventHandler
+from wyoming_piper_stream.server.scheduler import StepScheduler
+from wyoming_piper_stream.server.settings import LimitSettings, ServerSettings, SynthesisSettings
+from wyoming_piper_stream.voices.library import VoiceLibrary
+from wyoming_piper_stream.voices.settings import VoiceLibrarySettings
 
 VOICE = "tiny-single"
 MULTI = "tiny-multi"

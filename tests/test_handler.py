@@ -28,19 +28,16 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
-from wyoming_piper_stream.handler import ConnectionCount, ServerContext, SpeechEventHandler
-from wyoming_piper_stream.library import VoiceLibrary
-from wyoming_piper_stream.loader import ReadyVoice
-from wyoming_piper_stream.scheduler import StepScheduler
-from wyoming_piper_stream.settings import (
-    ServerSettings,
-    StreamingSettings,
-    SynthesisSettings,
-    VoiceLibrarySettings,
-)
-from wyoming_piper_stream.speech import pcm_for_job
-from wyoming_piper_stream.synthesis import SpeechJob
-from wyoming_piper_stream.voice import VoiceError
+from wyoming_piper_stream.engine.settings import StreamingSettings
+from wyoming_piper_stream.engine.voice_config import VoiceError
+from wyoming_piper_stream.server.handler import ConnectionCount, ServerContext, SpeechEventHandler
+from wyoming_piper_stream.server.job_pcm import pcm_for_job
+from wyoming_piper_stream.server.jobs import SpeechJob
+from wyoming_piper_stream.server.scheduler import StepScheduler
+from wyoming_piper_stream.server.settings import ServerSettings, SynthesisSettings
+from wyoming_piper_stream.voices.builder import ReadyVoice
+from wyoming_piper_stream.voices.library import VoiceLibrary
+from wyoming_piper_stream.voices.settings import VoiceLibrarySettings
 
 VOICE = "tiny-single"
 SYNTHESIS = SynthesisSettings(noise_scale=0.0, noise_w_scale=0.0)

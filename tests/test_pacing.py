@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wyoming_piper_stream.pacing import DecodeSpeed, Pacer, PlaybackClock, simulate_playback
-from wyoming_piper_stream.streamer import ChunkSchedule, SpeechStreamer
-from wyoming_piper_stream.voice import Latent, SynthesisScales
-from wyoming_piper_stream.voice_config import HOP_LENGTH
+from wyoming_piper_stream.engine.chunked_decoder import ChunkedDecoder, ChunkSchedule
+from wyoming_piper_stream.engine.graphs import Latent, SynthesisScales
+from wyoming_piper_stream.engine.pacing import DecodeSpeed, Pacer, PlaybackClock, simulate_playback
+from wyoming_piper_stream.engine.voice_config import HOP_LENGTH
 
 SCALES = SynthesisScales(0.0, 1.0, 0.0)
 FRAMES = 300  # ~3.5 s of audio
@@ -46,7 +46,7 @@ class DeviceVoice:
         return np.zeros(latent.num_frames * HOP_LENGTH, np.float32)
 
 
-def _play(streamer: SpeechStreamer, utterances: int = 1) -> tuple[int, list[list[int]]]:
+def _play(streamer: ChunkedDecoder, utterances: int = 1) -> tuple[int, list[list[int]]]:
     """Underruns over a job of ``utterances`` (one playback clock), chunk sizes of each."""
     arrivals, sizes = [], []
     clock = PlaybackClock()
@@ -69,11 +69,11 @@ def test_slow_device_stalls_with_doubling_but_not_with_adaptive_sizes() -> None:
     # 6 ms per frame: a frame plays 11.6 ms, but padding (2 x 10 frames per
     # chunk) makes small chunks slower than real time.
     slow = DeviceVoice(0.006)
-    doubling = SpeechStreamer(slow, padding=10, schedule=ChunkSchedule(16, 128))
+    doubling = ChunkedDecoder(slow, padding=10, schedule=ChunkSchedule(16, 128))
     underruns, _ = _play(doubling)
     assert underruns > 0
 
-    adaptive = SpeechStreamer(slow, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
+    adaptive = ChunkedDecoder(slow, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
     _play(adaptive)  # the first utterance teaches it the device's speed
     underruns, [sizes] = _play(adaptive)
     assert underruns == 0
@@ -82,7 +82,7 @@ def test_slow_device_stalls_with_doubling_but_not_with_adaptive_sizes() -> None:
 
 def test_fast_device_keeps_a_small_first_chunk_and_grows_to_the_largest() -> None:
     fast = DeviceVoice(0.0005)
-    adaptive = SpeechStreamer(fast, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
+    adaptive = ChunkedDecoder(fast, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
     _play(adaptive)
     underruns, [sizes] = _play(adaptive)
     assert underruns == 0
@@ -94,7 +94,7 @@ def test_fast_device_keeps_a_small_first_chunk_and_grows_to_the_largest() -> Non
 def test_later_utterances_of_a_job_start_from_what_is_already_buffered() -> None:
     """A reply's second sentence (or clause) does not start small again while audio plays."""
     fast = DeviceVoice(0.0005)
-    adaptive = SpeechStreamer(fast, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
+    adaptive = ChunkedDecoder(fast, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
     _play(adaptive)
     underruns, (first, second) = _play(adaptive, utterances=2)
     assert underruns == 0
@@ -104,7 +104,7 @@ def test_later_utterances_of_a_job_start_from_what_is_already_buffered() -> None
 
 def test_slow_device_keeps_up_across_the_utterances_of_a_job() -> None:
     slow = DeviceVoice(0.006)
-    adaptive = SpeechStreamer(slow, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
+    adaptive = ChunkedDecoder(slow, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
     _play(adaptive)
     underruns, _ = _play(adaptive, utterances=3)
     assert underruns == 0

@@ -1,4 +1,4 @@
-"""Tests for the pluggable phonemizer hook (wyoming_piper_stream.phonemize)."""
+"""Tests for the pluggable phonemizer hook (wyoming_piper_stream.engine.phonemize)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from piper import PiperVoice
 from piper import voice as piper_voice
 from piper.config import PiperConfig
 
-from wyoming_piper_stream.phonemize import (
+from wyoming_piper_stream.engine.phonemize import (
     ENTRY_POINT_GROUP,
     EspeakPhonemizer,
     Phonemizer,
@@ -187,7 +187,7 @@ def test_phonemes_to_ids_exact() -> None:
 
 
 def test_phonemes_to_ids_skips_missing_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG, logger="wyoming_piper_stream.phonemize"):
+    with caplog.at_level(logging.DEBUG, logger="wyoming_piper_stream.engine.phonemize"):
         ids = phonemes_to_ids(["a", "x", "x", "b", "y"], ID_MAP)
     assert ids == [1, 0, 5, 0, 6, 7, 0, 2]
     assert len(caplog.records) == 1

@@ -6,8 +6,9 @@ import threading
 import time
 from functools import partial
 
-from wyoming_piper_stream.pacing import PlaybackClock
-from wyoming_piper_stream.scheduler import FIRST_AUDIO_BUDGET, HOLD_SECONDS, Gate, StepScheduler
+from wyoming_piper_stream.engine.gate import Gate
+from wyoming_piper_stream.engine.pacing import PlaybackClock
+from wyoming_piper_stream.server.scheduler import FIRST_AUDIO_BUDGET, HOLD_SECONDS, StepScheduler
 
 
 def _run_in_order(scheduler: StepScheduler, gates: dict[str, Gate]) -> list[str]:

@@ -47,17 +47,17 @@ from wyoming.event import Event, async_read_event
 from wyoming.info import Describe, Info
 from wyoming.tts import SynthesizeVoice
 
-from wyoming_piper_stream.library import VoiceLibrary
-from wyoming_piper_stream.settings import (
+from wyoming_piper_stream.engine.settings import StreamingSettings
+from wyoming_piper_stream.server.job_pcm import pcm_for_job
+from wyoming_piper_stream.server.jobs import SpeechJob
+from wyoming_piper_stream.server.sentences import split_sentences
+from wyoming_piper_stream.server.settings import (
     DEFAULT_AUTO_PUNCTUATION,
     DEFAULT_MAX_UTTERANCE_PHONEMES,
-    StreamingSettings,
     SynthesisSettings,
-    VoiceLibrarySettings,
-    default_cache_dir,
 )
-from wyoming_piper_stream.speech import pcm_for_job
-from wyoming_piper_stream.synthesis import SpeechJob, split_sentences
+from wyoming_piper_stream.voices.library import VoiceLibrary
+from wyoming_piper_stream.voices.settings import VoiceLibrarySettings, default_cache_dir
 
 RATE = 22050
 WIDTH = 2

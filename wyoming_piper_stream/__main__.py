@@ -16,20 +16,19 @@ from pathlib import Path
 
 from wyoming.server import AsyncServer, AsyncTcpServer
 
-from . import __version__
-from .handler import ConnectionCount, ServerContext, SpeechEventHandler
-from .library import VoiceLibrary
-from .scheduler import StepScheduler
-from .settings import (
+from wyoming_piper_stream import __version__
+from wyoming_piper_stream.engine.settings import StreamingSettings
+from wyoming_piper_stream.server.handler import ConnectionCount, ServerContext, SpeechEventHandler
+from wyoming_piper_stream.server.scheduler import StepScheduler
+from wyoming_piper_stream.server.settings import (
     DEFAULT_AUTO_PUNCTUATION,
     DEFAULT_MAX_UTTERANCE_PHONEMES,
     LimitSettings,
     ServerSettings,
-    StreamingSettings,
     SynthesisSettings,
-    VoiceLibrarySettings,
-    default_cache_dir,
 )
+from wyoming_piper_stream.voices.library import VoiceLibrary
+from wyoming_piper_stream.voices.settings import VoiceLibrarySettings, default_cache_dir
 
 _LOGGER = logging.getLogger("wyoming_piper_stream")
 ENV_ARGS = "WYOMING_PIPER_STREAM_ARGS"

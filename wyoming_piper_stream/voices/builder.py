@@ -6,15 +6,21 @@ import logging
 import time
 from dataclasses import dataclass
 
-from .cache import VoiceCache, VoiceFacts, entry_key
-from .denoise import SEAMLESS_PADDING, Denoiser, bias_spectrogram
-from .loudness import calibrate_gain
-from .phonemize import Phonemizer, load_phonemizer
-from .settings import StreamingSettings, VoiceLibrarySettings
-from .split import SplitError
-from .streamer import ChunkSchedule, SpeechStreamer, measure_flow_padding, measure_padding
-from .voice import SessionSettings, Voice, VoiceError, VoiceFiles, load_voice
-from .voice_config import HOP_LENGTH
+from wyoming_piper_stream.engine.chunked_decoder import (
+    ChunkedDecoder,
+    ChunkSchedule,
+    measure_flow_padding,
+    measure_padding,
+)
+from wyoming_piper_stream.engine.denoise import SEAMLESS_PADDING, Denoiser, bias_spectrogram
+from wyoming_piper_stream.engine.graph_split import SplitError
+from wyoming_piper_stream.engine.graphs import SessionSettings, Voice, load_voice
+from wyoming_piper_stream.engine.loudness import calibrate_gain
+from wyoming_piper_stream.engine.phonemize import Phonemizer, load_phonemizer
+from wyoming_piper_stream.engine.settings import StreamingSettings
+from wyoming_piper_stream.engine.voice_config import HOP_LENGTH, VoiceError, VoiceFiles
+from wyoming_piper_stream.voices.cache import VoiceCache, VoiceFacts, entry_key
+from wyoming_piper_stream.voices.settings import VoiceLibrarySettings
 
 _LOGGER = logging.getLogger(__name__)
 BIAS_FRAMES = 88  # ~1 s of an all-zero latent for the denoiser's bias
@@ -37,11 +43,11 @@ class ReadyVoice:
 
     voice: Voice
     phonemizer: Phonemizer
-    streamer: SpeechStreamer
+    streamer: ChunkedDecoder
     gain: float
 
 
-class VoiceLoader:
+class VoiceBuilder:
     """Prepares voices with one library's settings (runs in a worker thread)."""
 
     def __init__(self, settings: VoiceLibrarySettings, streaming: StreamingSettings) -> None:
@@ -72,7 +78,7 @@ class VoiceLoader:
         padding = self.streaming.chunk_padding
         if padding is None:
             padding = facts.padding
-        streamer = SpeechStreamer(
+        streamer = ChunkedDecoder(
             voice,
             padding=padding,
             schedule=ChunkSchedule(

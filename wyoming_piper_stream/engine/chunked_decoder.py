@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .pacing import DecodeSpeed, Pacer, PlaybackClock
-from .scheduler import Gate, ungated
-from .voice import Latent, SynthesisScales, Voice
-from .voice_config import HOP_LENGTH
+from wyoming_piper_stream.engine.gate import Gate, ungated
+from wyoming_piper_stream.engine.graphs import Latent, SynthesisScales, Voice
+from wyoming_piper_stream.engine.pacing import DecodeSpeed, Pacer, PlaybackClock
+from wyoming_piper_stream.engine.voice_config import HOP_LENGTH
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def plan_chunks(num_frames: int, schedule: ChunkSchedule, padding: int) -> list[
 
 
 @dataclass(frozen=True)
-class AudioChunk:
+class DecodedChunk:
     """Float audio of one decoded chunk, in ``[-1, 1]`` before the stream's gain."""
 
     audio: np.ndarray
@@ -108,7 +108,7 @@ class UtteranceStats:
 Postprocess = Callable[[np.ndarray], np.ndarray]
 
 
-class SpeechStreamer:
+class ChunkedDecoder:
     """Streams one voice's utterances as exact audio chunks."""
 
     def __init__(
@@ -135,7 +135,7 @@ class SpeechStreamer:
         speaker_id: int | None = None,
         clock: PlaybackClock | None = None,
         gate: Gate = ungated,
-    ) -> Iterator[AudioChunk]:
+    ) -> Iterator[DecodedChunk]:
         """``clock``: the job's playback so far, shared by its utterances (adaptive pacing).
 
         ``gate`` wraps each step (the encoder, each chunk): it waits for this
@@ -173,7 +173,7 @@ class SpeechStreamer:
         latent: Latent,
         clock: PlaybackClock | None = None,
         gate: Gate = ungated,
-    ) -> Iterator[AudioChunk]:
+    ) -> Iterator[DecodedChunk]:
         """``latent`` is the encoder's output (``z_p`` when the flow is separate)."""
         flow = _FlowCursor(self.voice, latent, self.flow_padding, self.speed)
         clock = clock or PlaybackClock()
@@ -199,7 +199,7 @@ class SpeechStreamer:
                 span.pad_right,
                 elapsed * 1000,
             )
-            yield AudioChunk(
+            yield DecodedChunk(
                 audio=audio,
                 sample_rate=self.voice.config.sample_rate,
                 start_frame=span.start,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SpeechError
+from wyoming_piper_stream.engine.errors import SpeechError
 
 HOP_LENGTH = 256
 """Audio samples per latent frame in every Piper VITS voice."""

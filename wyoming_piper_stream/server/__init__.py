@@ -1,0 +1,1 @@
+"""The Wyoming server: event handler, speech jobs, the step scheduler, and its settings."""
