@@ -51,7 +51,7 @@ def load_ours() -> Runner:
     from wyoming_piper_stream.engine.phonemize import EspeakPhonemizer
     from wyoming_piper_stream.voices.library import VoiceLibrary
 
-    settings, _ = parse_settings([])
+    settings = parse_settings([])
     library = VoiceLibrary(settings.voices, settings.streamer)
     ready = asyncio.run(library.get(None))
     phonemizer = EspeakPhonemizer("en-us")

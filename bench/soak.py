@@ -212,7 +212,7 @@ def pool_size(server_args: Sequence[str]) -> int:
     from wyoming_piper_stream.__main__ import ENV_ARGS, parse_settings
 
     os.environ.pop(ENV_ARGS, None)  # bench.procs starts the server without it, too
-    settings, _ = parse_settings(list(server_args))
+    settings = parse_settings(list(server_args))
     return settings.limits.max_connections
 
 

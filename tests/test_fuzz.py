@@ -198,7 +198,9 @@ class Outcome:
 @pytest.fixture(scope="module")
 def library() -> VoiceLibrary:
     """The real library on the fixture voices, with both tiny voices loaded beforehand."""
-    voices = VoiceLibrarySettings(default_voice=VOICE, data_dirs=(FIXTURES,), max_voices=3)
+    voices = VoiceLibrarySettings(
+        default_voice=VOICE, data_dirs=(FIXTURES,), max_voices=3, cache_dir=None
+    )
     loaded = VoiceLibrary(voices, StreamingSettings(adaptive=False))
 
     async def load() -> None:

@@ -46,7 +46,7 @@ TIMEOUT = 30.0  # seconds for any one event: bounded, generous for a loaded mach
 
 @pytest.fixture(scope="module")
 def ready_voice() -> ReadyVoice:
-    settings = VoiceLibrarySettings(default_voice=VOICE, data_dirs=(FIXTURES,))
+    settings = VoiceLibrarySettings(default_voice=VOICE, data_dirs=(FIXTURES,), cache_dir=None)
     # Fixed chunk sizes (not paced by measured speed): the same text gives the same bytes.
     streaming = StreamingSettings(adaptive=False)
     return asyncio.run(VoiceLibrary(settings, streaming).get(None))

@@ -52,8 +52,6 @@ from wyoming_piper_stream.server.job_pcm import pcm_for_job
 from wyoming_piper_stream.server.jobs import SpeechJob
 from wyoming_piper_stream.server.sentences import split_sentences
 from wyoming_piper_stream.server.settings import (
-    DEFAULT_AUTO_PUNCTUATION,
-    DEFAULT_MAX_UTTERANCE_PHONEMES,
     SynthesisSettings,
 )
 from wyoming_piper_stream.voices.library import VoiceLibrary
@@ -185,7 +183,9 @@ async def test_loudness_is_piper_s_within_3_db(voice_server: ServerProcess) -> N
     assert abs(20 * np.log10(rms(pcm) / rms(theirs))) < 3.0
 
 
-_UTTERANCE_LINE = re.compile(r"DEBUG wyoming_piper_stream\.streamer: Utterance: (?P<ids>\d+) ids")
+_UTTERANCE_LINE = re.compile(
+    r"DEBUG wyoming_piper_stream\.engine\.chunked_decoder: Utterance: (?P<ids>\d+) ids"
+)
 
 
 def piper_pcm(text: str) -> bytes:
@@ -207,7 +207,7 @@ async def test_long_sentence_goes_clause_by_clause_and_sounds_like_piper(
     _, pcm = await synthesize(voice_server.uri, LONG_TEXT)
     pieces = [int(m["ids"]) for m in _UTTERANCE_LINE.finditer(voice_server.log(log_offset))]
     assert len(pieces) >= 2, pieces
-    assert max(pieces) <= 2 * DEFAULT_MAX_UTTERANCE_PHONEMES + 3  # ids: BOS, PADs, EOS
+    assert max(pieces) <= 2 * SynthesisSettings().max_utterance_phonemes + 3  # ids: BOS, PADs, EOS
 
     theirs = piper_pcm(LONG_TEXT)
     assert abs(len(pcm) / len(theirs) - 1) < 0.08, (len(pcm), len(theirs))
@@ -261,7 +261,7 @@ async def test_streaming_in_home_assistant_order(voice_server: ServerProcess) ->
 
 
 _CHUNK_LINE = re.compile(
-    r"^(?P<time>\d+\.\d+) DEBUG wyoming_piper_stream\.streamer: "
+    r"^(?P<time>\d+\.\d+) DEBUG wyoming_piper_stream\.engine\.chunked_decoder: "
     r"Chunk (?P<index>\d+): frames (?P<start>\d+)-(?P<end>\d+) ",
     re.MULTILINE,
 )
@@ -306,7 +306,9 @@ async def test_first_audio_before_long_sentence_is_decoded(voice_server: ServerP
 # ---------------------------------------------------------------- concurrency
 
 
-_SPOKE_LINE = r"^(?P<time>\d+\.\d+) INFO wyoming_piper_stream\.handler: Spoke {chars} chars "
+_SPOKE_LINE = (
+    r"^(?P<time>\d+\.\d+) INFO wyoming_piper_stream\.server\.handler: Spoke {chars} chars "
+)
 
 
 async def test_describe_answered_during_long_synthesis(voice_server: ServerProcess) -> None:
@@ -323,7 +325,9 @@ async def test_describe_answered_during_long_synthesis(voice_server: ServerProce
         "This is a rather long answer that keeps the server busy for a while, with many words."
         " Meanwhile, another client asks which voices there are, and it must not wait."
     )
-    spoke_chars = sum(len(s) for s in split_sentences(long_text, DEFAULT_AUTO_PUNCTUATION))
+    spoke_chars = sum(
+        len(s) for s in split_sentences(long_text, SynthesisSettings().auto_punctuation)
+    )
     log_offset = voice_server.log_size()
     order: list[str] = []
     async with AsyncClient.from_uri(voice_server.uri) as speaker:
@@ -427,7 +431,8 @@ async def test_client_leaving_without_reading_the_reply(voice_server: ServerProc
 
 
 _engine = VoiceLibrary(
-    VoiceLibrarySettings(data_dirs=(FIXTURE_VOICES,), max_voices=4), StreamingSettings()
+    VoiceLibrarySettings(data_dirs=(FIXTURE_VOICES,), max_voices=4, cache_dir=None),
+    StreamingSettings(),
 )
 
 

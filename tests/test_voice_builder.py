@@ -18,7 +18,9 @@ IDS = [1, 0] + [x for i in range(30) for x in (14 + (i * 5) % 40, 0)] + [2]
 
 
 def _ready(strength: float) -> ReadyVoice:
-    settings = VoiceLibrarySettings(default_voice="tiny-multi", data_dirs=(FIXTURES,))
+    settings = VoiceLibrarySettings(
+        default_voice="tiny-multi", data_dirs=(FIXTURES,), cache_dir=None
+    )
     streaming = StreamingSettings(denoiser_strength=strength, adaptive=False)
     return asyncio.run(VoiceLibrary(settings, streaming).get(None))
 

@@ -11,27 +11,65 @@ import os
 import shlex
 import signal
 import sys
+from collections.abc import Callable
+from dataclasses import Field, fields
 from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 from wyoming.server import AsyncServer, AsyncTcpServer
 
 from wyoming_piper_stream import __version__
 from wyoming_piper_stream.engine.settings import StreamingSettings
+from wyoming_piper_stream.engine.settings_field import default_of, settings_field
 from wyoming_piper_stream.server.handler import ConnectionCount, ServerContext, SpeechEventHandler
 from wyoming_piper_stream.server.scheduler import StepScheduler
-from wyoming_piper_stream.server.settings import (
-    DEFAULT_AUTO_PUNCTUATION,
-    DEFAULT_MAX_UTTERANCE_PHONEMES,
-    LimitSettings,
-    ServerSettings,
-    SynthesisSettings,
-)
+from wyoming_piper_stream.server.settings import LimitSettings, ServerSettings, SynthesisSettings
 from wyoming_piper_stream.voices.library import VoiceLibrary
-from wyoming_piper_stream.voices.settings import VoiceLibrarySettings, default_cache_dir
+from wyoming_piper_stream.voices.settings import VoiceLibrarySettings
 
 _LOGGER = logging.getLogger("wyoming_piper_stream")
 ENV_ARGS = "WYOMING_PIPER_STREAM_ARGS"
+_S = TypeVar("_S")
+
+
+def _bounded(kind: type, minimum: float | None) -> Callable[[str], Any]:
+    """An argparse type that refuses values below the setting's minimum."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _shown(item: Field[Any]) -> str:
+    shown = item.metadata.get("shown")
+    if shown is not None:
+        return str(shown)
+    value = default_of(item)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _add(parser: argparse.ArgumentParser, flags: str, cls: type, name: str, **kwargs: Any) -> None:
+    """A flag for one settings field: its default, help and bounds come from the field."""
+    item = settings_field(cls, name)
+    kwargs.setdefault("dest", name)
+    action = kwargs.get("action")
+    description = kwargs.pop("negated", None) or item.metadata["help"]
+    shown = "off" if action == "store_false" else _shown(item)
+    if action is None and "type" not in kwargs:
+        kind = kwargs.pop("kind", str)
+        kwargs["type"] = _bounded(kind, item.metadata.get("minimum"))
+    if action not in ("store_true", "store_false"):
+        kwargs.setdefault("default", default_of(item))
+    help_text = f"{description} (default: {shown})".replace("%", "%%")
+    parser.add_argument(*flags.split(), help=help_text, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,58 +77,84 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wyoming-piper-stream",
         description="Wyoming TTS server that streams Piper speech chunk by chunk",
     )
-    add = parser.add_argument
-    add("--uri", default="stdio://", help="unix://, tcp:// or stdio:// (default: stdio://)")
-    add("--voice", help="default voice name (default: the embedded en_US-joe-medium)")
-    add("--data-dir", action="append", default=[], help="folder with voices (repeatable)")
-    add("--download-dir", help="folder for downloaded voices (default: first data dir)")
-    add("--voices-url", help="URL of the Piper voices catalogue (voices.json)")
-    add("--update-voices", action="store_true", help="refresh the voices catalogue at start")
-    add("--speaker", help="speaker name or id for the default voice")
-    add("--noise-scale", type=float, help="generator noise (default: the voice's)")
-    add("--length-scale", type=float, help="phoneme length (default: the voice's)")
-    add("--noise-w-scale", "--noise-w", type=float, help="phoneme width noise")
-    add("--sentence-silence", type=float, default=0.0, help="seconds of silence after sentences")
-    add("--auto-punctuation", default=DEFAULT_AUTO_PUNCTUATION, help="sentence end marks")
-    add("--samples-per-chunk", type=int, default=1024, help="largest audio-chunk in samples")
-    add(
-        "--max-utterance-phonemes",
-        type=int,
-        default=DEFAULT_MAX_UTTERANCE_PHONEMES,
-        help="longer sentences are spoken clause by clause (0 = always whole, as Piper)",
+    server, voices, synthesis, streamer, limits = (
+        ServerSettings,
+        VoiceLibrarySettings,
+        SynthesisSettings,
+        StreamingSettings,
+        LimitSettings,
     )
-    add("--no-streaming", action="store_true", help="do not accept streamed text")
-    add("--zeroconf", nargs="?", const="piper-stream", help="announce over zeroconf [name]")
-    add("--use-cuda", action="store_true", help="use onnxruntime's CUDA provider if present")
-    add("--chunk-size", type=int, default=128, help="largest decoder chunk in latent frames")
-    add("--first-chunk-size", type=int, default=16, help="first decoder chunk in frames")
-    add("--chunk-padding", type=int, help="context frames per side (default: measured)")
-    add("--fixed-chunks", action="store_true", help="double chunk sizes instead of pacing")
-    add("--flow-in-encoder", action="store_true", help="split after the flow (older layout)")
-    add("--denoiser-strength", type=float, default=0.0, help="bias denoiser (0 = off)")
-    add("--phonemizer", help="phonemizer as module:attribute or entry-point name")
-    add("--max-voices", type=int, default=2, help="voices kept loaded at once")
-    add("--threads", type=int, default=0, help="onnxruntime threads per graph (0 = auto)")
+    add = partial(_add, parser)
+    add("--uri", server, "uri")
+    add("--voice", voices, "default_voice")
+    add("--data-dir", voices, "data_dirs", action="append", type=Path, default=[])
+    add("--download-dir", voices, "download_dir", kind=Path)
+    add("--voices-url", voices, "catalogue_url")
+    add("--update-voices", voices, "update_voices", action="store_true")
+    add("--speaker", synthesis, "speaker")
+    add("--noise-scale", synthesis, "noise_scale", kind=float)
+    add("--length-scale", synthesis, "length_scale", kind=float)
+    add("--noise-w-scale --noise-w", synthesis, "noise_w_scale", kind=float)
+    add("--sentence-silence", synthesis, "sentence_silence", kind=float)
+    add("--auto-punctuation", synthesis, "auto_punctuation")
+    add("--samples-per-chunk", synthesis, "samples_per_chunk", kind=int)
+    add("--max-utterance-phonemes", synthesis, "max_utterance_phonemes", kind=int)
     add(
-        "--max-concurrent",
-        type=int,
-        default=1,
-        help="synthesis steps run at once (default 1: each uses every core)",
+        "--no-streaming",
+        server,
+        "streaming",
+        action="store_false",
+        negated="do not accept streamed text",
     )
-    add("--max-text-chars", type=int, default=10_000, help="longest text per request or stream")
-    add("--max-connections", type=int, default=32, help="open connections at once")
-    add("--idle-timeout", type=float, default=300.0, help="seconds before an idle client is closed")
-    add("--cache-dir", default=str(default_cache_dir()), help="cache of split voices")
-    add("--no-cache", action="store_true", help="split and measure voices at every load")
-    add("--write-timeout", type=float, default=30.0, help="seconds a client may not read")
-    add("--no-preload", action="store_true", help="load the default voice on first use")
-    add("--debug", action="store_true", help="log DEBUG messages")
-    add("--log-format", default=logging.BASIC_FORMAT, help="format for log messages")
-    add("--version", action="version", version=__version__)
+    add("--zeroconf", server, "zeroconf_name", nargs="?", const="piper-stream")
+    add("--use-cuda", voices, "use_cuda", action="store_true")
+    add("--chunk-size", streamer, "chunk_size", kind=int)
+    add("--first-chunk-size", streamer, "first_chunk", kind=int)
+    add("--chunk-padding", streamer, "chunk_padding", kind=int)
+    add(
+        "--fixed-chunks",
+        streamer,
+        "adaptive",
+        action="store_false",
+        negated="double chunk sizes up to --chunk-size instead of pacing them",
+    )
+    add(
+        "--flow-in-encoder",
+        streamer,
+        "separate_flow",
+        action="store_false",
+        negated="split after the flow (the encoder then also runs the flow)",
+    )
+    add("--denoiser-strength", streamer, "denoiser_strength", kind=float)
+    add("--phonemizer", voices, "phonemizer")
+    add("--max-voices", voices, "max_voices", kind=int)
+    add("--threads", voices, "threads", kind=int)
+    add("--max-concurrent", limits, "max_concurrent_synthesis", kind=int)
+    add("--max-text-chars", limits, "max_text_chars", kind=int)
+    add("--max-connections", limits, "max_connections", kind=int)
+    add("--idle-timeout", limits, "idle_timeout", kind=float)
+    add("--write-timeout", limits, "write_timeout", kind=float)
+    add("--cache-dir", voices, "cache_dir", kind=Path)
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="split and measure voices at every load (default: off)",
+    )
+    add(
+        "--no-preload",
+        server,
+        "preload",
+        action="store_false",
+        negated="load the default voice on first use instead of at start",
+    )
+    add("--debug", server, "debug", action="store_true")
+    add("--log-format", server, "log_format")
+    parser.add_argument("--version", action="version", version=__version__)
     return parser
 
 
-def parse_settings(argv: list[str]) -> tuple[ServerSettings, argparse.Namespace]:
+def parse_settings(argv: list[str]) -> ServerSettings:
+    """Settings from the command line and ``WYOMING_PIPER_STREAM_ARGS``; exits on bad flags."""
     parser = build_parser()
     env_args = os.environ.get(ENV_ARGS, "")
     try:
@@ -98,58 +162,29 @@ def parse_settings(argv: list[str]) -> tuple[ServerSettings, argparse.Namespace]
     except ValueError as error:
         parser.error(f"invalid {ENV_ARGS}: {error}")
     args = parser.parse_args(argv)
-    if args.first_chunk_size < 1 or args.chunk_size < 1:
-        parser.error("--chunk-size and --first-chunk-size must be at least 1")
-    if args.chunk_padding is not None and args.chunk_padding < 0:
-        parser.error("--chunk-padding must not be negative")
-    data_dirs = tuple(Path(d) for d in args.data_dir)
-    download_dir = Path(args.download_dir) if args.download_dir else None
-    settings = ServerSettings(
-        uri=args.uri,
-        zeroconf_name=args.zeroconf,
-        streaming=not args.no_streaming,
-        synthesis=SynthesisSettings(
-            speaker=args.speaker,
-            noise_scale=args.noise_scale,
-            length_scale=args.length_scale,
-            noise_w_scale=args.noise_w_scale,
-            sentence_silence=max(0.0, args.sentence_silence or 0.0),
-            auto_punctuation=args.auto_punctuation,
-            samples_per_chunk=max(1, args.samples_per_chunk),
-            max_utterance_phonemes=max(0, args.max_utterance_phonemes),
-        ),
-        streamer=StreamingSettings(
-            first_chunk=args.first_chunk_size,
-            chunk_size=max(args.chunk_size, args.first_chunk_size),
-            chunk_padding=args.chunk_padding,
-            denoiser_strength=max(0.0, args.denoiser_strength),
-            separate_flow=not args.flow_in_encoder,
-            adaptive=not args.fixed_chunks,
-        ),
-        voices=VoiceLibrarySettings(
-            default_voice=args.voice,
-            data_dirs=data_dirs,
-            download_dir=download_dir or (data_dirs[0] if data_dirs else None),
-            catalogue_url=args.voices_url,
-            update_voices=args.update_voices,
-            max_voices=max(1, args.max_voices),
-            threads=max(0, args.threads),
-            use_cuda=args.use_cuda,
-            cache_dir=None if args.no_cache else Path(args.cache_dir),
-            phonemizer=args.phonemizer,
-        ),
-        limits=LimitSettings(
-            max_concurrent_synthesis=max(1, args.max_concurrent),
-            max_text_chars=max(1, args.max_text_chars),
-            max_connections=max(1, args.max_connections),
-            idle_timeout=max(0.1, args.idle_timeout),
-            write_timeout=max(0.1, args.write_timeout),
-        ),
+    if args.chunk_size < args.first_chunk:
+        parser.error("--chunk-size must be at least --first-chunk-size")
+    if args.no_cache:
+        args.cache_dir = None
+    args.data_dirs = tuple(args.data_dirs)
+    args.download_dir = args.download_dir or next(iter(args.data_dirs), None)
+    return _from_args(
+        ServerSettings,
+        args,
+        synthesis=_from_args(SynthesisSettings, args),
+        streamer=_from_args(StreamingSettings, args),
+        voices=_from_args(VoiceLibrarySettings, args),
+        limits=_from_args(LimitSettings, args),
     )
-    return settings, args
 
 
-async def serve(settings: ServerSettings, preload: bool = True) -> None:
+def _from_args(cls: type[_S], args: argparse.Namespace, **parts: Any) -> _S:
+    """A settings dataclass from the flags named after its fields (the rest: defaults)."""
+    given = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+    return cls(**given, **parts)
+
+
+async def serve(settings: ServerSettings) -> None:
     library = VoiceLibrary(settings.voices, settings.streamer)
     # A worker thread per connection that may be speaking; they take turns for
     # the cores in the scheduler, not in the pool.
@@ -160,7 +195,7 @@ async def serve(settings: ServerSettings, preload: bool = True) -> None:
         server = AsyncServer.from_uri(settings.uri)
         if settings.zeroconf_name:
             await _announce(server, settings.zeroconf_name)
-        preloading = asyncio.create_task(_preload(library)) if preload else None
+        preloading = asyncio.create_task(_preload(library)) if settings.preload else None
         _LOGGER.info("Ready on %s (default voice %s)", settings.uri, library.default_voice_name)
         server_task = asyncio.create_task(server.run(partial(SpeechEventHandler, context)))
         loop = asyncio.get_running_loop()
@@ -195,11 +230,12 @@ async def _announce(server: AsyncServer, name: str) -> None:
 
 
 def run(argv: list[str] | None = None) -> None:
-    settings, args = parse_settings(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format=args.log_format)
+    settings = parse_settings(sys.argv[1:] if argv is None else argv)
+    level = logging.DEBUG if settings.debug else logging.INFO
+    logging.basicConfig(level=level, format=settings.log_format)
     _LOGGER.debug("Settings: %s", settings)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, preload=not args.no_preload))
+        asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":

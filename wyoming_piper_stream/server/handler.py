@@ -296,7 +296,7 @@ class SpeechEventHandler(AsyncEventHandler):
 
         rate = ready.voice.config.sample_rate
         settings = self.context.settings.synthesis
-        piece_bytes = max(1, settings.samples_per_chunk) * _SAMPLE_WIDTH * _CHANNELS
+        piece_bytes = settings.samples_per_chunk * _SAMPLE_WIDTH * _CHANNELS
         gate = self.context.scheduler.gate(job.clock, arrived=stats.started)
         pcm = ThreadedIterator(
             lambda stop: job_pcm.pcm_for_job(ready, job, settings, speaker_id, stop, gate),

@@ -41,7 +41,7 @@ class StepScheduler:
     """Lets ``slots`` synthesis steps run at once, earliest deadline first (thread-safe)."""
 
     def __init__(self, slots: int = 1) -> None:
-        self.slots = max(1, slots)
+        self.slots = slots
         self._running = 0
         self._waiting: list[tuple[float, int]] = []
         self._order = itertools.count()  # equal deadlines: first come, first served

@@ -2,69 +2,69 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass
 
 from wyoming_piper_stream.engine.settings import StreamingSettings
+from wyoming_piper_stream.engine.settings_field import setting
 from wyoming_piper_stream.voices.settings import VoiceLibrarySettings
-
-DEFAULT_AUTO_PUNCTUATION = ".?!。？！．؟"
-DEFAULT_MAX_UTTERANCE_PHONEMES = 200  # ~40 words, ~5 s of speech
 
 
 @dataclass(frozen=True)
 class SynthesisSettings:
     """How text becomes speech; ``None`` means "the voice's own default"."""
 
-    speaker: str | None = None
-    """Speaker (name or id) of the default voice."""
-
-    noise_scale: float | None = None
-    length_scale: float | None = None
-    noise_w_scale: float | None = None
-
-    sentence_silence: float = 0.0
-    """Seconds of silence after each sentence."""
-
-    auto_punctuation: str = DEFAULT_AUTO_PUNCTUATION
-    """A sentence not ending in one of these gets the first one appended."""
-
-    samples_per_chunk: int = 1024
-    """Largest number of samples in one audio-chunk event."""
-
-    max_utterance_phonemes: int = DEFAULT_MAX_UTTERANCE_PHONEMES
-    """Longer sentences go through the encoder clause by clause (see ``clauses``);
-    0 keeps every sentence whole, exactly as Piper speaks it."""
+    speaker: str | None = setting(None, "speaker name or id of the default voice", shown="first")
+    noise_scale: float | None = setting(None, "generator noise", minimum=0.0, shown="the voice's")
+    length_scale: float | None = setting(
+        None, "phoneme length (speaking slower above 1)", minimum=0.01, shown="the voice's"
+    )
+    noise_w_scale: float | None = setting(
+        None, "phoneme width noise", minimum=0.0, shown="the voice's"
+    )
+    sentence_silence: float = setting(0.0, "seconds of silence between sentences", minimum=0.0)
+    auto_punctuation: str = setting(".?!。？！．؟", "appended to a sentence lacking one")
+    samples_per_chunk: int = setting(1024, "largest audio-chunk event, in samples", minimum=1)
+    max_utterance_phonemes: int = setting(
+        200,  # ~40 words, ~5 s of speech
+        "longer sentences go through the encoder clause by clause (0 = never, as Piper)",
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True)
 class LimitSettings:
     """Bounds that keep one client from starving the others."""
 
-    max_concurrent_synthesis: int = 1
-    """Synthesis steps (an encoder run, a chunk) run at once; the rest wait their
-    turn, most urgent first (see ``scheduler``)."""
-
-    max_text_chars: int = 10_000
-    """Longest text of one request or one stream."""
-
-    max_connections: int = 32
-    """Open connections at once; more are told the server is busy."""
-
-    idle_timeout: float = 300.0
-    """Seconds a connection may stay silent (no job running) before it is closed."""
-
-    write_timeout: float = 30.0
-    """Seconds a client may leave our audio unread before it is dropped."""
+    max_concurrent_synthesis: int = setting(
+        1,
+        "synthesis steps run at once (each already uses every core); jobs take turns, "
+        "most urgent first",
+        minimum=1,
+    )
+    max_text_chars: int = setting(10_000, "longest text per request or stream", minimum=1)
+    max_connections: int = setting(
+        32, "open connections at once; more are told the server is busy", minimum=1
+    )
+    idle_timeout: float = setting(
+        300.0, "seconds before a silent connection is closed", minimum=0.1
+    )
+    write_timeout: float = setting(
+        30.0, "seconds a client may leave our audio unread before it is dropped", minimum=0.1
+    )
 
 
 @dataclass(frozen=True)
 class ServerSettings:
     """Everything the server needs, from the command line."""
 
-    uri: str = "stdio://"
-    zeroconf_name: str | None = None
-    streaming: bool = True
-    synthesis: SynthesisSettings = field(default_factory=SynthesisSettings)
-    streamer: StreamingSettings = field(default_factory=StreamingSettings)
-    voices: VoiceLibrarySettings = field(default_factory=VoiceLibrarySettings)
-    limits: LimitSettings = field(default_factory=LimitSettings)
+    uri: str = setting("stdio://", "`tcp://HOST:PORT`, `unix://PATH` or `stdio://`")
+    zeroconf_name: str | None = setting(None, "announce over zeroconf [as NAME]", shown="off")
+    streaming: bool = setting(True, "accept streamed text (synthesize-start/chunk/stop)")
+    preload: bool = setting(True, "load the default voice at start instead of on first use")
+    debug: bool = setting(False, "log DEBUG messages")
+    log_format: str = setting(logging.BASIC_FORMAT, "format of log messages")
+    synthesis: SynthesisSettings = setting(default_factory=SynthesisSettings)
+    streamer: StreamingSettings = setting(default_factory=StreamingSettings)
+    voices: VoiceLibrarySettings = setting(default_factory=VoiceLibrarySettings)
+    limits: LimitSettings = setting(default_factory=LimitSettings)

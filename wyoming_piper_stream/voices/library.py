@@ -126,7 +126,7 @@ class VoiceLibrary:
     def _remember(self, name: str, ready: ReadyVoice) -> None:
         self._loaded[name] = ready
         self._loaded.move_to_end(name)
-        while len(self._loaded) > max(1, self.settings.max_voices):
+        while len(self._loaded) > self.settings.max_voices:
             dropped, _ = self._loaded.popitem(last=False)
             _LOGGER.info("Unloaded voice %s (over --max-voices)", dropped)
 

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from wyoming_piper_stream.engine.settings_field import setting
+
 
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -16,23 +18,25 @@ def default_cache_dir() -> Path:
 class VoiceLibrarySettings:
     """Where voices come from and how many stay loaded."""
 
-    default_voice: str | None = None
-    """Voice used when a request names none; ``None``: the embedded voice."""
-
-    data_dirs: tuple[Path, ...] = ()
-    download_dir: Path | None = None
-    catalogue_url: str | None = None
-    update_voices: bool = False
-
-    max_voices: int = 2
-    """Voices kept loaded at once (least recently used is dropped)."""
-
-    threads: int = 0
-    """onnxruntime intra-op threads per graph; 0: one per core."""
-
-    use_cuda: bool = False
-    cache_dir: Path | None = None
-    """Where split graphs and voice measurements are kept; ``None``: no cache."""
-
-    phonemizer: str | None = None
-    """``module:attribute`` or entry-point name of a phonemizer; ``None``: espeak-ng."""
+    default_voice: str | None = setting(None, "default voice name", shown="embedded joe")
+    data_dirs: tuple[Path, ...] = setting(
+        (), "folders scanned for voices (repeatable)", shown="none"
+    )
+    download_dir: Path | None = setting(None, "where downloaded voices go", shown="first data dir")
+    catalogue_url: str | None = setting(None, "URL of `voices.json`", shown="Piper's catalogue")
+    update_voices: bool = setting(False, "refresh the catalogue")
+    max_voices: int = setting(2, "voices kept loaded (least recently used is dropped)", minimum=1)
+    threads: int = setting(0, "onnxruntime threads per graph", minimum=0, shown="0 (auto)")
+    use_cuda: bool = setting(
+        False, "onnxruntime CUDA provider (logs a warning and uses the CPU if absent)"
+    )
+    cache_dir: Path | None = setting(
+        help="cache of split voices",
+        default_factory=default_cache_dir,
+        shown="`~/.cache/wyoming-piper-stream`",
+    )
+    phonemizer: str | None = setting(
+        None,
+        "`module:attribute` or an entry point of group `wyoming_piper_stream.phonemizers`",
+        shown="espeak-ng",
+    )
