@@ -28,6 +28,7 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
+from wyoming_piper_stream.engine.errors import ErrorCode
 from wyoming_piper_stream.engine.settings import StreamingSettings
 from wyoming_piper_stream.engine.voice_config import VoiceError
 from wyoming_piper_stream.server.handler import ConnectionCount, ServerContext, SpeechEventHandler
@@ -353,3 +354,41 @@ async def test_describe_between_sentences_of_a_stream(converse: Start) -> None:
     kinds = types(events)
     assert kinds.count("info") == 1
     assert len(cycles([e for e in events if e.type != "info"][:-1])) == 2
+
+
+def test_error_codes_are_the_documented_strings() -> None:
+    """Clients may match on codes: renaming an exception class must not change them."""
+    assert {code.name: code.value for code in ErrorCode} == {
+        "PROTOCOL": "protocol",
+        "REQUEST": "request",
+        "BUSY": "busy",
+        "VOICE": "voice",
+        "PHONEMIZER": "phonemizer",
+        "DOWNLOAD": "download",
+        "SYNTHESIS": "synthesis",
+    }
+
+
+@pytest.mark.parametrize(
+    ("sent", "code"),
+    [
+        (Synthesize("Hi.", SynthesizeVoice(name="nobody")).event(), "voice"),
+        (Synthesize("Hi.", SynthesizeVoice(name=VOICE, speaker="nobody")).event(), "voice"),
+        (Event("synthesize", {"text": 5}), "request"),
+        (Event("synthesize", {}), "request"),
+        (b"this is not json\n", "protocol"),
+    ],
+)
+async def test_each_failure_has_its_stable_code(
+    converse: Start, sent: Event | bytes, code: str
+) -> None:
+    talk = converse()
+    if isinstance(sent, bytes):
+        talk.reader.feed_data(sent)
+    else:
+        talk.send(sent)
+    event = await talk.receive()
+    assert event is not None and event.type == "error"
+    assert Error.from_event(event).code == code
+    assert await talk.receive() is None
+    await asyncio.wait_for(talk.task, TIMEOUT)

@@ -23,7 +23,7 @@ from piper.const import BOS, EOS, PAD
 from piper.phonemize_espeak import EspeakPhonemizer as PiperEspeakBridge
 from piper.tashkeel import TashkeelDiacritizer
 
-from wyoming_piper_stream.engine.errors import SpeechError
+from wyoming_piper_stream.engine.errors import ErrorCode, SpeechError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ _MAX_TEXT_IN_MESSAGE = 80
 
 class PhonemizerError(SpeechError):
     """A phonemizer could not be loaded, or failed on some text."""
+
+    code = ErrorCode.PHONEMIZER
 
 
 @runtime_checkable

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wyoming_piper_stream.engine.errors import SpeechError
+from wyoming_piper_stream.engine.errors import ErrorCode, SpeechError
 
 HOP_LENGTH = 256
 """Audio samples per latent frame in every Piper VITS voice."""
@@ -20,6 +20,8 @@ HOP_LENGTH = 256
 
 class VoiceError(SpeechError):
     """A voice cannot be found, loaded or used as asked."""
+
+    code = ErrorCode.VOICE
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from wyoming.tts import (
 )
 
 from wyoming_piper_stream import __version__
-from wyoming_piper_stream.engine.errors import SpeechError
+from wyoming_piper_stream.engine.errors import ErrorCode, SpeechError
 from wyoming_piper_stream.engine.pacing import PlaybackClock
 from wyoming_piper_stream.server.jobs import JobStats, SpeechJob
 from wyoming_piper_stream.server.scheduler import StepScheduler
@@ -51,6 +51,8 @@ _CHANNELS = 1
 
 class RequestError(SpeechError):
     """A request we refuse, with a message for the client."""
+
+    code = ErrorCode.REQUEST
 
 
 @dataclass
@@ -118,7 +120,7 @@ class SpeechEventHandler(AsyncEventHandler):
         self.context.connections.open += 1
         try:
             if self.context.connections.open > limits.max_connections:
-                await self._fail("server busy: too many connections", "busy")
+                await self._fail("server busy: too many connections", ErrorCode.BUSY)
                 return
             while (event := await self._read_event(limits.idle_timeout)) is not None:
                 if not await self.handle_event(event):
@@ -144,11 +146,11 @@ class SpeechEventHandler(AsyncEventHandler):
             _LOGGER.info("Connection ended in the middle of an event")
             return None
         except (KeyError, TypeError, AttributeError, ValueError) as error:
-            await self._fail(f"malformed event: {error!r}", "protocol")
+            await self._fail(f"malformed event: {error!r}", ErrorCode.PROTOCOL)
             return None
         if event is None and not self.reader.at_eof():
             # wyoming returns None for a line that is not JSON
-            await self._fail("malformed event: not a JSON event line", "protocol")
+            await self._fail("malformed event: not a JSON event line", ErrorCode.PROTOCOL)
         return event
 
     def _busy(self) -> bool:
@@ -178,10 +180,10 @@ class SpeechEventHandler(AsyncEventHandler):
         try:
             self._dispatch(event)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
-            await self._fail(f"bad {event.type} event: {error!r}", "request")
+            await self._fail(f"bad {event.type} event: {error!r}", ErrorCode.REQUEST)
             return False
         except RequestError as error:
-            await self._fail(str(error), "request")
+            await self._fail(str(error), error.code)
             return False
         return True
 
@@ -261,7 +263,7 @@ class SpeechEventHandler(AsyncEventHandler):
                 else:
                     await self.write_event(SynthesizeStopped().event())
             except SpeechError as error:
-                await self._fail(str(error), type(error).__name__)
+                await self._fail(str(error), error.code)
                 return
             except (ConnectionError, asyncio.IncompleteReadError) as error:
                 _LOGGER.info("Dropping client during synthesis: %s", error or "gone")
@@ -269,7 +271,7 @@ class SpeechEventHandler(AsyncEventHandler):
                 return
             except Exception as error:
                 _LOGGER.exception("Synthesis failed")
-                await self._fail(f"synthesis failed: {error}", "synthesis")
+                await self._fail(f"synthesis failed: {error}", ErrorCode.SYNTHESIS)
                 return
             finally:
                 self._pending -= 1
@@ -323,14 +325,14 @@ class SpeechEventHandler(AsyncEventHandler):
             total / audio_seconds if audio_seconds else 0.0,
         )
 
-    async def _fail(self, message: str, code: str) -> None:
+    async def _fail(self, message: str, code: ErrorCode) -> None:
         _LOGGER.warning("Request failed: %s", message)
         if not self._failed and not self.writer.is_closing():
             # Set before the write: while it drains, the job task and the read loop run,
             # and neither may write after the error (nor send a second one).
             self._failed = True
             with contextlib.suppress(ConnectionError, RuntimeError):
-                await self._send(Error(text=message, code=code).event())
+                await self._send(Error(text=message, code=code.value).event())
         await self.stop()
 
     async def disconnect(self) -> None:

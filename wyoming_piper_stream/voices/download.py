@@ -27,7 +27,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import quote, unquote, urljoin, urlsplit
 from urllib.request import urlopen
 
-from wyoming_piper_stream.engine.errors import SpeechError
+from wyoming_piper_stream.engine.errors import ErrorCode, SpeechError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ class DownloadSettings:
 
 class DownloadError(SpeechError):
     """A voice or the catalogue cannot be fetched, or what arrived is not what was listed."""
+
+    code = ErrorCode.DOWNLOAD
 
 
 @dataclass(frozen=True)
