@@ -36,7 +36,8 @@ from hypothesis import strategies as st
 from wyoming.event import Event, read_event
 
 from wyoming_piper_stream.engine.settings import StreamingSettings
-from wyoming_piper_stream.server.handler import ConnectionCount, ServerContext, SpeechEventHandler
+from wyoming_piper_stream.server.context import ConnectionSlots, ServerContext
+from wyoming_piper_stream.server.handler import SpeechEventHandler
 from wyoming_piper_stream.server.scheduler import StepScheduler
 from wyoming_piper_stream.server.settings import LimitSettings, ServerSettings, SynthesisSettings
 from wyoming_piper_stream.voices.library import VoiceLibrary
@@ -239,7 +240,7 @@ async def converse(
         library=library,
         scheduler=StepScheduler(LIMITS.max_concurrent_synthesis),
         executor=executor,
-        connections=ConnectionCount(),
+        connections=ConnectionSlots(LIMITS.max_connections),
     )
     reader = asyncio.StreamReader()
     writer = RecordingWriter()
@@ -255,8 +256,7 @@ async def converse(
         reader.feed_eof()
     # Without a hang-up, the handler ends the connection itself: by an error, or idle.
     await running
-    if handler._worker is not None:  # cancelled by run(): let it finish unwinding
-        await asyncio.wait({handler._worker})
+    await handler.jobs.finished()  # cancelled by run(): let it finish unwinding
     # Synthesis threads stop within a chunk once the connection is gone.
     await asyncio.gather(*(asyncio.wrap_future(f) for f in executor.futures))
     executor.shutdown()

@@ -29,9 +29,11 @@ from wyoming.tts import (
 )
 
 from wyoming_piper_stream.engine.errors import ErrorCode
+from wyoming_piper_stream.engine.pacing import PlaybackClock
 from wyoming_piper_stream.engine.settings import StreamingSettings
 from wyoming_piper_stream.engine.voice_config import VoiceError
-from wyoming_piper_stream.server.handler import ConnectionCount, ServerContext, SpeechEventHandler
+from wyoming_piper_stream.server.context import ConnectionSlots, ServerContext
+from wyoming_piper_stream.server.handler import SpeechEventHandler
 from wyoming_piper_stream.server.job_pcm import pcm_for_job
 from wyoming_piper_stream.server.jobs import SpeechJob
 from wyoming_piper_stream.server.scheduler import StepScheduler
@@ -157,7 +159,7 @@ async def converse(
             library=cast(VoiceLibrary, StubLibrary(ready_voice)),
             scheduler=StepScheduler(1),
             executor=executor,
-            connections=ConnectionCount(),
+            connections=ConnectionSlots(32),
         )
         reader = asyncio.StreamReader()
         handler = SpeechEventHandler(context, reader, cast(asyncio.StreamWriter, FakeWriter()))
@@ -197,7 +199,7 @@ def cycles(events: Sequence[Event]) -> list[bytes]:
 
 def expected_pcm(ready: ReadyVoice, sentence: str) -> bytes:
     job = SpeechJob(sentences=(sentence,), voice_name=None, speaker=None)
-    return b"".join(pcm_for_job(ready, job, SYNTHESIS, None, threading.Event()))
+    return b"".join(pcm_for_job(ready, job, SYNTHESIS, None, threading.Event(), PlaybackClock()))
 
 
 # ---------------------------------------------------------------- tests

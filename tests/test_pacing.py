@@ -1,12 +1,12 @@
 """Adaptive chunk sizes: no playback underruns on a slow device, big chunks on a fast one.
 
-A stand-in voice whose decoder takes a fixed wall time per frame plays the
-device; a simulated real-time player counts the stalls.
+A stand-in voice whose decoder advances a simulated clock by a fixed time per
+frame plays the device; a simulated real-time player on the same clock counts
+the stalls. Nothing sleeps, and the machine's speed does not matter.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,14 +25,28 @@ class _Config:
     sample_rate: int = 22050
 
 
+class SimulatedClock:
+    """Time that passes only when the simulated device works."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class DeviceVoice:
-    """Decodes in ``seconds_per_frame`` of wall time, like a device of that speed."""
+    """Decodes in ``seconds_per_frame`` of simulated time, like a device of that speed."""
 
     flow = None
     config = _Config()
 
     def __init__(self, seconds_per_frame: float) -> None:
         self.seconds_per_frame = seconds_per_frame
+        self.clock = SimulatedClock()
 
     def encode(self, ids, scales, speaker_id=None) -> Latent:
         frames = len(ids)
@@ -42,18 +56,23 @@ class DeviceVoice:
         return prior
 
     def decode(self, latent: Latent) -> np.ndarray:
-        time.sleep(self.seconds_per_frame * latent.num_frames)
+        self.clock.advance(self.seconds_per_frame * latent.num_frames)
         return np.zeros(latent.num_frames * HOP_LENGTH, np.float32)
+
+
+def _decoder(device: DeviceVoice, adaptive: bool = True) -> ChunkedDecoder:
+    schedule = ChunkSchedule(16, 128, adaptive=adaptive)
+    return ChunkedDecoder(device, padding=10, schedule=schedule, clock=device.clock)  # type: ignore[arg-type]
 
 
 def _play(streamer: ChunkedDecoder, utterances: int = 1) -> tuple[int, list[list[int]]]:
     """Underruns over a job of ``utterances`` (one playback clock), chunk sizes of each."""
     arrivals, sizes = [], []
-    clock = PlaybackClock()
+    clock = PlaybackClock(now=streamer.clock)
     for _ in range(utterances):
         sizes.append([])
         for chunk in streamer.stream(list(range(FRAMES)), SCALES, None, clock):
-            arrivals.append((time.perf_counter(), len(chunk.audio) / 22050))
+            arrivals.append((streamer.clock(), len(chunk.audio) / 22050))
             sizes[-1].append(chunk.end_frame - chunk.start_frame)
     return simulate_playback(arrivals).underruns, sizes
 
@@ -68,12 +87,10 @@ def test_simulated_player_counts_stalls() -> None:
 def test_slow_device_stalls_with_doubling_but_not_with_adaptive_sizes() -> None:
     # 6 ms per frame: a frame plays 11.6 ms, but padding (2 x 10 frames per
     # chunk) makes small chunks slower than real time.
-    slow = DeviceVoice(0.006)
-    doubling = ChunkedDecoder(slow, padding=10, schedule=ChunkSchedule(16, 128))
-    underruns, _ = _play(doubling)
+    underruns, _ = _play(_decoder(DeviceVoice(0.006), adaptive=False))
     assert underruns > 0
 
-    adaptive = ChunkedDecoder(slow, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
+    adaptive = _decoder(DeviceVoice(0.006))
     _play(adaptive)  # the first utterance teaches it the device's speed
     underruns, [sizes] = _play(adaptive)
     assert underruns == 0
@@ -81,8 +98,7 @@ def test_slow_device_stalls_with_doubling_but_not_with_adaptive_sizes() -> None:
 
 
 def test_fast_device_keeps_a_small_first_chunk_and_grows_to_the_largest() -> None:
-    fast = DeviceVoice(0.0005)
-    adaptive = ChunkedDecoder(fast, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
+    adaptive = _decoder(DeviceVoice(0.0005))
     _play(adaptive)
     underruns, [sizes] = _play(adaptive)
     assert underruns == 0
@@ -93,8 +109,7 @@ def test_fast_device_keeps_a_small_first_chunk_and_grows_to_the_largest() -> Non
 
 def test_later_utterances_of_a_job_start_from_what_is_already_buffered() -> None:
     """A reply's second sentence (or clause) does not start small again while audio plays."""
-    fast = DeviceVoice(0.0005)
-    adaptive = ChunkedDecoder(fast, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
+    adaptive = _decoder(DeviceVoice(0.0005))
     _play(adaptive)
     underruns, (first, second) = _play(adaptive, utterances=2)
     assert underruns == 0
@@ -103,8 +118,7 @@ def test_later_utterances_of_a_job_start_from_what_is_already_buffered() -> None
 
 
 def test_slow_device_keeps_up_across_the_utterances_of_a_job() -> None:
-    slow = DeviceVoice(0.006)
-    adaptive = ChunkedDecoder(slow, padding=10, schedule=ChunkSchedule(16, 128, adaptive=True))
+    adaptive = _decoder(DeviceVoice(0.006))
     _play(adaptive)
     underruns, _ = _play(adaptive, utterances=3)
     assert underruns == 0

@@ -1,110 +1,141 @@
-"""Synthesis steps take turns, earliest deadline first: no request waits for a whole reply."""
+"""Synthesis steps take turns, earliest deadline first: no request waits for a whole reply.
+
+The turn policy is tested on numbers (no threads, no clock); the scheduler around it
+on threads that signal each other, never on sleeps.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
-from functools import partial
 
-from wyoming_piper_stream.engine.gate import Gate
+import pytest
+
 from wyoming_piper_stream.engine.pacing import PlaybackClock
-from wyoming_piper_stream.server.scheduler import FIRST_AUDIO_BUDGET, HOLD_SECONDS, StepScheduler
+from wyoming_piper_stream.server.scheduler import (
+    FIRST_AUDIO_BUDGET,
+    HOLD_SECONDS,
+    StepScheduler,
+    TurnPolicy,
+    _Entry,
+    step_deadline,
+)
 
 
-def _run_in_order(scheduler: StepScheduler, gates: dict[str, Gate]) -> list[str]:
-    """Queue one step per gate while a blocker holds the only slot; return the run order."""
-    order: list[str] = []
-    release = threading.Event()
-
-    def blocker() -> None:
-        with scheduler.turn(0.0):
-            release.wait(5)
-
-    def step(name: str) -> None:
-        with gates[name](0.0):
-            order.append(name)
-
-    threads = [threading.Thread(target=blocker)]
-    threads[0].start()
-    time.sleep(0.05)
-    for name in gates:
-        threads.append(threading.Thread(target=step, args=(name,)))
-        threads[-1].start()
-    time.sleep(0.1)  # all are waiting now
-    release.set()
-    for thread in threads:
-        thread.join(5)
+def _runs(policy: TurnPolicy, entries: list[_Entry], now: float = 0.0) -> list[_Entry]:
+    """Start and finish whoever may start, until nobody can; the order they ran in."""
+    order: list[_Entry] = []
+    waiting = list(entries)
+    while waiting:
+        ready = [e for e in waiting if policy.wait_seconds(e, now) == 0.0]
+        if not ready:
+            break
+        entry = ready[0]
+        policy.start(entry)
+        policy.finish(entry, now)
+        waiting.remove(entry)
+        order.append(entry)
     return order
 
 
 def test_waiting_steps_run_earliest_deadline_first() -> None:
-    scheduler = StepScheduler(1)
-    deadlines = {"late": 3.0, "soon": 1.0, "middle": 2.0}
-    gates: dict[str, Gate] = {
-        name: partial(lambda deadline, seconds: scheduler.turn(deadline), deadline)
-        for name, deadline in deadlines.items()
+    policy = TurnPolicy(slots=1, hold_seconds=0.0)
+    owner = object()
+    entries = [_Entry(3.0, 0, owner), _Entry(1.0, 1, owner), _Entry(2.0, 2, owner)]
+    for entry in entries:
+        policy.enqueue(entry)
+    assert [e.deadline for e in _runs(policy, entries)] == [1.0, 2.0, 3.0]
+
+
+def test_equal_deadlines_are_first_come_first_served() -> None:
+    policy = TurnPolicy(slots=1, hold_seconds=0.0)
+    entries = [_Entry(1.0, n, object()) for n in (2, 0, 1)]
+    for entry in entries:
+        policy.enqueue(entry)
+    assert [e.order for e in _runs(policy, entries)] == [0, 1, 2]
+
+
+def test_no_step_starts_while_the_slots_are_taken() -> None:
+    policy = TurnPolicy(slots=1, hold_seconds=0.0)
+    first, second = _Entry(1.0, 0, object()), _Entry(2.0, 1, object())
+    policy.enqueue(first)
+    policy.enqueue(second)
+    policy.start(first)
+    assert policy.wait_seconds(second, 0.0) is None  # blocked until a change
+    policy.finish(first, 0.0)
+    assert policy.wait_seconds(second, 0.0) == 0.0
+
+
+def test_a_stream_keeps_the_slot_between_its_own_steps() -> None:
+    """Handing a chunk over takes a few ms; a less urgent step must not slip in meanwhile."""
+    policy = TurnPolicy(slots=1, hold_seconds=HOLD_SECONDS)
+    stream, other = object(), object()
+    step = _Entry(1.0, 0, stream)
+    policy.enqueue(step)
+    policy.start(step)
+    policy.finish(step, now=10.0)
+
+    newcomer = _Entry(2.0, 1, other)  # less urgent, arrives during the hand-over
+    policy.enqueue(newcomer)
+    assert policy.wait_seconds(newcomer, 10.0) == pytest.approx(HOLD_SECONDS)  # held
+    next_step = _Entry(1.0, 2, stream)
+    policy.enqueue(next_step)
+    assert policy.wait_seconds(next_step, 10.005) == 0.0  # the stream goes on at once
+    assert policy.wait_seconds(newcomer, 10.0 + HOLD_SECONDS) is None  # not first any more
+
+
+def test_the_hold_ends_after_its_time_and_never_delays_a_more_urgent_step() -> None:
+    policy = TurnPolicy(slots=1, hold_seconds=HOLD_SECONDS)
+    step = _Entry(1.0, 0, object())
+    policy.enqueue(step)
+    policy.start(step)
+    policy.finish(step, now=10.0)
+    late = _Entry(2.0, 1, object())
+    policy.enqueue(late)
+    assert policy.wait_seconds(late, 10.0 + HOLD_SECONDS) == 0.0
+    urgent = TurnPolicy(slots=1, hold_seconds=HOLD_SECONDS)
+    urgent.enqueue(step)
+    urgent.start(step)
+    urgent.finish(step, now=10.0)
+    sooner = _Entry(0.5, 1, object())
+    urgent.enqueue(sooner)
+    assert urgent.wait_seconds(sooner, 10.0) == 0.0
+
+
+def test_a_new_request_goes_before_a_stream_with_seconds_buffered() -> None:
+    now = 100.0
+    playing = PlaybackClock(started=now, sent_seconds=5.0, now=lambda: now)
+    nearly_dry = PlaybackClock(started=now, sent_seconds=0.05, now=lambda: now)
+    new = PlaybackClock(now=lambda: now)  # no audio yet
+    first_deadline = now + FIRST_AUDIO_BUDGET
+    assert FIRST_AUDIO_BUDGET < 5.0
+    deadlines = {
+        name: step_deadline(clock, first_deadline, seconds=0.01)
+        for name, clock in (("playing", playing), ("new", new), ("nearly dry", nearly_dry))
     }
-    assert _run_in_order(scheduler, gates) == ["soon", "middle", "late"]
+    assert sorted(deadlines, key=deadlines.__getitem__) == ["nearly dry", "new", "playing"]
 
 
-def test_one_slot_runs_one_step_at_a_time() -> None:
+def test_one_slot_runs_one_step_at_a_time_across_threads() -> None:
     scheduler = StepScheduler(1)
     running, most = 0, 0
     lock = threading.Lock()
+    start = threading.Barrier(8)
 
     def step() -> None:
         nonlocal running, most
-        with scheduler.turn(time.perf_counter()):
-            with lock:
-                running += 1
-                most = max(most, running)
-            time.sleep(0.01)
-            with lock:
-                running -= 1
+        start.wait()
+        for _ in range(20):
+            with scheduler.turn(0.0):
+                with lock:
+                    running += 1
+                    most = max(most, running)
+                with lock:
+                    running -= 1
 
     threads = [threading.Thread(target=step) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(5)
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
     assert most == 1
-
-
-def test_a_new_request_goes_before_a_stream_with_seconds_buffered() -> None:
-    scheduler = StepScheduler(1)
-    now = time.perf_counter()
-    playing = PlaybackClock(started=now, sent_seconds=5.0)  # runs dry in 5 s
-    nearly_dry = PlaybackClock(started=now, sent_seconds=0.05)  # runs dry in 50 ms
-
-    assert FIRST_AUDIO_BUDGET < 5.0
-    gates = {
-        "playing": scheduler.gate(playing),
-        "new": scheduler.gate(PlaybackClock(), arrived=now),
-        "nearly dry": scheduler.gate(nearly_dry),
-    }
-    assert _run_in_order(scheduler, gates) == ["nearly dry", "new", "playing"]
-
-
-def test_a_stream_keeps_the_slot_between_its_own_steps() -> None:
-    """Handing a chunk over takes a few ms; a less urgent step must not slip in meanwhile."""
-    scheduler = StepScheduler(1)
-    order: list[str] = []
-
-    def stream() -> None:
-        for _ in range(3):
-            with scheduler.turn(1.0):
-                order.append("stream")
-                time.sleep(0.01)
-            time.sleep(HOLD_SECONDS / 4)  # hands its chunk to the connection
-
-    def newcomer() -> None:
-        time.sleep(0.005)  # arrives while the stream's first step runs
-        with scheduler.turn(2.0):
-            order.append("new")
-
-    threads = [threading.Thread(target=stream), threading.Thread(target=newcomer)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(5)
-    assert order == ["stream", "stream", "stream", "new"]

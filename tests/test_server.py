@@ -47,6 +47,7 @@ from wyoming.event import Event, async_read_event
 from wyoming.info import Describe, Info
 from wyoming.tts import SynthesizeVoice
 
+from wyoming_piper_stream.engine.pacing import PlaybackClock
 from wyoming_piper_stream.engine.settings import StreamingSettings
 from wyoming_piper_stream.server.job_pcm import pcm_for_job
 from wyoming_piper_stream.server.jobs import SpeechJob
@@ -219,7 +220,7 @@ async def test_long_sentence_goes_clause_by_clause_and_sounds_like_piper(
     whole = SynthesisSettings(noise_scale=0.0, noise_w_scale=0.0, max_utterance_phonemes=0)
     job = SpeechJob(sentences=(LONG_TEXT,), voice_name=None, speaker=None)
     exact = await asyncio.to_thread(
-        lambda: b"".join(pcm_for_job(ready, job, whole, None, threading.Event()))
+        lambda: b"".join(pcm_for_job(ready, job, whole, None, threading.Event(), PlaybackClock()))
     )
     assert len(exact) == len(theirs)
 
@@ -307,7 +308,7 @@ async def test_first_audio_before_long_sentence_is_decoded(voice_server: ServerP
 
 
 _SPOKE_LINE = (
-    r"^(?P<time>\d+\.\d+) INFO wyoming_piper_stream\.server\.handler: Spoke {chars} chars "
+    r"^(?P<time>\d+\.\d+) INFO wyoming_piper_stream\.server\.job_runner: Spoke {chars} chars "
 )
 
 
@@ -442,7 +443,9 @@ async def engine_pcm(voice: str, sentence: str, speaker_id: int | None) -> bytes
     settings = SynthesisSettings(noise_scale=0.0, noise_w_scale=0.0)
     job = SpeechJob(sentences=(sentence,), voice_name=voice, speaker=None)
     return await asyncio.to_thread(
-        lambda: b"".join(pcm_for_job(ready, job, settings, speaker_id, threading.Event()))
+        lambda: b"".join(
+            pcm_for_job(ready, job, settings, speaker_id, threading.Event(), PlaybackClock())
+        )
     )
 
 

@@ -22,7 +22,8 @@ from wyoming.server import AsyncServer, AsyncTcpServer
 from wyoming_piper_stream import __version__
 from wyoming_piper_stream.engine.settings import StreamingSettings
 from wyoming_piper_stream.engine.settings_field import default_of, settings_field
-from wyoming_piper_stream.server.handler import ConnectionCount, ServerContext, SpeechEventHandler
+from wyoming_piper_stream.server.context import ConnectionSlots, ServerContext
+from wyoming_piper_stream.server.handler import SpeechEventHandler
 from wyoming_piper_stream.server.scheduler import StepScheduler
 from wyoming_piper_stream.server.settings import LimitSettings, ServerSettings, SynthesisSettings
 from wyoming_piper_stream.voices.library import VoiceLibrary
@@ -191,7 +192,8 @@ async def serve(settings: ServerSettings) -> None:
     workers = settings.limits.max_connections
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="synth") as executor:
         scheduler = StepScheduler(settings.limits.max_concurrent_synthesis)
-        context = ServerContext(settings, library, scheduler, executor, ConnectionCount())
+        connections = ConnectionSlots(settings.limits.max_connections)
+        context = ServerContext(settings, library, scheduler, executor, connections)
         server = AsyncServer.from_uri(settings.uri)
         if settings.zeroconf_name:
             await _announce(server, settings.zeroconf_name)

@@ -18,7 +18,7 @@ import numpy as np
 
 from wyoming_piper_stream.engine.gate import Gate, ungated
 from wyoming_piper_stream.engine.graphs import Latent, SynthesisScales, Voice
-from wyoming_piper_stream.engine.pacing import DecodeSpeed, Pacer, PlaybackClock
+from wyoming_piper_stream.engine.pacing import Clock, DecodeSpeed, Pacer, PlaybackClock
 from wyoming_piper_stream.engine.voice_config import HOP_LENGTH
 
 _LOGGER = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ class ChunkedDecoder:
         schedule: ChunkSchedule | None = None,
         postprocess: Postprocess | None = None,
         flow_padding: int = 0,
+        clock: Clock = time.perf_counter,
     ) -> None:
         self.voice = voice
         self.padding = padding
@@ -127,6 +128,7 @@ class ChunkedDecoder:
         # whatever it does near the chunk's edges is cut off with the padding.
         self.postprocess = postprocess
         self.speed = DecodeSpeed()
+        self.clock = clock  # times steps; a job's PlaybackClock must use the same clock
 
     def stream(
         self,
@@ -141,22 +143,22 @@ class ChunkedDecoder:
         ``gate`` wraps each step (the encoder, each chunk): it waits for this
         job's turn among concurrent jobs (see ``scheduler``).
         """
-        started = time.perf_counter()
-        clock = clock or PlaybackClock()
+        started = self.clock()
+        clock = clock or PlaybackClock(now=self.clock)
         with gate(0.0):
-            turn = time.perf_counter()
+            turn = self.clock()
             latent = self.voice.encode(phoneme_ids, scales, speaker_id)
-        encoder_seconds = time.perf_counter() - turn  # without the wait for the turn
+        encoder_seconds = self.clock() - turn  # without the wait for the turn
         clock.worked(waited=turn - started, seconds=encoder_seconds)
         first_audio_ms = 0.0
         for chunk in self.decode_chunks(latent, clock, gate):
             if not first_audio_ms:
-                first_audio_ms = (time.perf_counter() - started) * 1000
+                first_audio_ms = (self.clock() - started) * 1000
             yield chunk
         stats = UtteranceStats(
             encoder_ms=encoder_seconds * 1000,
             first_audio_ms=first_audio_ms,
-            total_ms=(time.perf_counter() - started) * 1000,
+            total_ms=(self.clock() - started) * 1000,
             audio_seconds=latent.num_frames * HOP_LENGTH / self.voice.config.sample_rate,
         )
         _LOGGER.debug(
@@ -175,20 +177,20 @@ class ChunkedDecoder:
         gate: Gate = ungated,
     ) -> Iterator[DecodedChunk]:
         """``latent`` is the encoder's output (``z_p`` when the flow is separate)."""
-        flow = _FlowCursor(self.voice, latent, self.flow_padding, self.speed)
-        clock = clock or PlaybackClock()
+        flow = _FlowCursor(self.voice, latent, self.flow_padding, self.speed, self.clock)
+        clock = clock or PlaybackClock(now=self.clock)
         for index, span in enumerate(self._spans(latent.num_frames, clock)):
-            requested = time.perf_counter()
+            requested = self.clock()
             with gate(self._expected_seconds(span)):
-                started = time.perf_counter()
+                started = self.clock()
                 frames = flow.frames(span.decode_start, span.decode_end)
-                flowed = time.perf_counter()
+                flowed = self.clock()
                 audio = self.voice.decode(frames)
                 if self.postprocess is not None:
                     audio = self.postprocess(audio)
                 audio = _trim(audio, span)
-                self.speed.learn(time.perf_counter() - flowed, span.decode_end - span.decode_start)
-                elapsed = time.perf_counter() - started
+                self.speed.learn(self.clock() - flowed, span.decode_end - span.decode_start)
+                elapsed = self.clock() - started
             clock.worked(waited=started - requested, seconds=elapsed)
             _LOGGER.debug(
                 "Chunk %d: frames %d-%d (+%d/%d pad) in %.1f ms",
@@ -245,8 +247,11 @@ class _FlowCursor:
     about 15 ms on joe: growing by 4 instead of 2 saved ~30 ms on 25 words.)
     """
 
-    def __init__(self, voice: Voice, prior: Latent, padding: int, speed: DecodeSpeed) -> None:
+    def __init__(
+        self, voice: Voice, prior: Latent, padding: int, speed: DecodeSpeed, clock: Clock
+    ) -> None:
         self.voice = voice
+        self.clock = clock
         self.prior = prior
         self.padding = padding
         self.speed = speed
@@ -258,9 +263,9 @@ class _FlowCursor:
             end = min(self.prior.num_frames, max(stop, 4 * self.done))
             first = max(0, self.done - self.padding)
             last = min(self.prior.num_frames, end + self.padding)
-            started = time.perf_counter()
+            started = self.clock()
             flowed = self.voice.run_flow(self.prior.frames(first, last)).z
-            self.speed.learn_flow(time.perf_counter() - started, last - first)
+            self.speed.learn_flow(self.clock() - started, last - first)
             self.z[:, :, self.done : end] = flowed[:, :, self.done - first : end - first]
             self.done = end
         return Latent(self.z[:, :, start:stop], self.prior.y_mask[:, :, start:stop], self.prior.g)

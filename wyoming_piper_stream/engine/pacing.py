@@ -11,10 +11,16 @@ later first audio for a stream without stalls.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wyoming_piper_stream.engine.voice_config import HOP_LENGTH
+
+Clock = Callable[[], float]
+"""Seconds on a monotonic clock: ``time.perf_counter`` in the server, a simulated
+clock in tests, so pacing and scheduling are tested without sleeping."""
 
 
 @dataclass(frozen=True)
@@ -47,24 +53,30 @@ class DecodeSpeed:
     The decoder and a separate flow are timed apart: the flow runs ahead of
     the decoder in a few large calls, so charging it to the chunk that
     happened to trigger it would make that chunk look several times slower.
+    Several jobs' worker threads learn at once: the averages are read and
+    updated under a lock.
     """
 
     decoder: float | None = None
     flow: float | None = None
     weight: float = 0.5
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def seconds_per_frame(self) -> float | None:
         """Cost of one more frame of output; None until the decoder was timed."""
-        if self.decoder is None:
-            return None
-        return self.decoder + (self.flow or 0.0)
+        with self._lock:
+            if self.decoder is None:
+                return None
+            return self.decoder + (self.flow or 0.0)
 
     def learn(self, seconds: float, frames: int) -> None:
-        self.decoder = self._mix(self.decoder, seconds / max(1, frames))
+        with self._lock:
+            self.decoder = self._mix(self.decoder, seconds / max(1, frames))
 
     def learn_flow(self, seconds: float, frames: int) -> None:
-        self.flow = self._mix(self.flow, seconds / max(1, frames))
+        with self._lock:
+            self.flow = self._mix(self.flow, seconds / max(1, frames))
 
     def _mix(self, average: float | None, sample: float) -> float:
         return sample if average is None else average + self.weight * (sample - average)
@@ -83,9 +95,10 @@ class PlaybackClock:
     share: float = 1.0
     """Share of the compute the job got lately: its steps' time over that time plus
     the time it waited for its turn while other clients' steps ran."""
+    now: Clock = field(default=time.perf_counter, repr=False, compare=False)
 
     def sent(self, seconds: float) -> None:
-        now = time.perf_counter()
+        now = self.now()
         if self.started is None:
             self.started = now
         elif now - self.started > self.sent_seconds:
@@ -98,14 +111,14 @@ class PlaybackClock:
         self.share = max(0.05, 0.5 * (self.share + sample))
 
     def runs_dry(self) -> float | None:
-        """When the buffered audio will have played (perf_counter); None before any audio."""
+        """When the buffered audio will have played (on ``now``); None before any audio."""
         return None if self.started is None else self.started + self.sent_seconds
 
     def ahead(self) -> float | None:
         """Seconds of audio still buffered at the player; None before the first audio."""
         if self.started is None:
             return None
-        return max(0.0, self.sent_seconds - (time.perf_counter() - self.started))
+        return max(0.0, self.sent_seconds - (self.now() - self.started))
 
 
 @dataclass

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from wyoming_piper_stream.engine.clauses import utterance_ids
 from wyoming_piper_stream.engine.gate import Gate, ungated
 from wyoming_piper_stream.engine.loudness import to_pcm16
+from wyoming_piper_stream.engine.pacing import PlaybackClock
 from wyoming_piper_stream.server.jobs import SpeechJob
 from wyoming_piper_stream.server.settings import SynthesisSettings
 from wyoming_piper_stream.voices.builder import ReadyVoice
@@ -19,19 +20,20 @@ def pcm_for_job(
     settings: SynthesisSettings,
     speaker_id: int | None,
     stop: threading.Event,
+    clock: PlaybackClock,
     gate: Gate = ungated,
 ) -> Iterator[bytes]:
     """Blocking: PCM bytes per decoded chunk, sentence after sentence.
 
-    ``gate`` waits for the job's turn before each synthesis step (``scheduler``).
+    ``clock`` is the listener's playback so far (the jobs of one text stream share
+    it): once audio plays, later utterances size their chunks by what is already
+    buffered instead of starting small again. ``gate`` waits for the job's turn
+    before each synthesis step (``scheduler``).
     """
     scales = ready.voice.scales(settings.noise_scale, settings.length_scale, settings.noise_w_scale)
     id_map = ready.voice.config.phoneme_id_map
     silence_seconds = settings.sentence_silence
     silence = bytes(2 * int(silence_seconds * ready.voice.config.sample_rate))
-    # Once audio plays, later utterances size their chunks by what is
-    # already buffered instead of starting small again.
-    clock = job.clock
     for index, sentence in enumerate(job.sentences):
         pieces = utterance_ids(ready.phonemizer, sentence, id_map, settings.max_utterance_phonemes)
         for ids in pieces:

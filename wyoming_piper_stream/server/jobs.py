@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
-from typing import TypeVar
-
-from wyoming_piper_stream.engine.pacing import PlaybackClock
-
-_LOGGER = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -22,9 +15,6 @@ class SpeechJob:
     speaker: str | None
     trailing_silence: bool = False
     """Silence after the last sentence too (streamed sentences follow each other)."""
-
-    clock: PlaybackClock = field(default_factory=PlaybackClock, compare=False)
-    """The listener's playback so far; the jobs of one text stream share it."""
 
 
 @dataclass

@@ -21,9 +21,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 
 from wyoming_piper_stream.engine.gate import Gate
-from wyoming_piper_stream.engine.pacing import PlaybackClock
+from wyoming_piper_stream.engine.pacing import Clock, PlaybackClock
 
 FIRST_AUDIO_BUDGET = 2.0
 """Seconds a new request may wait for its first step while streams that would
@@ -37,59 +38,91 @@ only less urgent steps wait: between its steps a stream hands its chunk over
 (a few ms), and without the hold a waiting encoder run would slip in."""
 
 
-class StepScheduler:
-    """Lets ``slots`` synthesis steps run at once, earliest deadline first (thread-safe)."""
+@dataclass(frozen=True, order=True)
+class _Entry:
+    """One step waiting for its turn: earlier deadlines first, then first come."""
 
-    def __init__(self, slots: int = 1) -> None:
+    deadline: float
+    order: int
+    owner: object = field(compare=False)
+
+
+class TurnPolicy:
+    """Who may start a step now (pure: the caller holds the lock and says what time it is)."""
+
+    def __init__(self, slots: int, hold_seconds: float = HOLD_SECONDS) -> None:
         self.slots = slots
-        self._running = 0
-        self._waiting: list[tuple[float, int]] = []
+        self.hold_seconds = hold_seconds
+        self.running = 0
+        self._waiting: list[_Entry] = []
+        self._held: tuple[float, _Entry] | None = None  # until, the step that finished
+
+    def enqueue(self, entry: _Entry) -> None:
+        heapq.heappush(self._waiting, entry)
+
+    def wait_seconds(self, entry: _Entry, now: float) -> float | None:
+        """0: start now; None: wait for a change; else wait that long (the slot is held)."""
+        if self.running >= self.slots or self._waiting[0] != entry:
+            return None
+        if self._held is None:
+            return 0.0
+        until, finished = self._held
+        if finished.owner is entry.owner or entry.deadline <= finished.deadline:
+            return 0.0
+        return max(0.0, until - now)
+
+    def start(self, entry: _Entry) -> None:
+        heapq.heappop(self._waiting)
+        self.running += 1
+        self._held = None
+
+    def finish(self, entry: _Entry, now: float) -> None:
+        """The slot stays held a moment for the same owner's next step."""
+        self.running -= 1
+        self._held = (now + self.hold_seconds, entry)
+
+
+class StepScheduler:
+    """Lets ``slots`` synthesis steps run at once, earliest deadline first (thread-safe).
+
+    ``clock`` is the time of the deadlines and of every ``PlaybackClock`` it is given.
+    """
+
+    def __init__(self, slots: int = 1, clock: Clock = time.perf_counter) -> None:
+        self.clock = clock
+        self._policy = TurnPolicy(slots)
         self._order = itertools.count()  # equal deadlines: first come, first served
         self._changed = threading.Condition()
-        self._held: tuple[float, float, int] | None = None  # until, deadline, thread
 
     @contextlib.contextmanager
-    def turn(self, deadline: float) -> Iterator[None]:
-        """Hold a slot for one step; ``deadline`` on the ``time.perf_counter`` clock."""
-        entry = (deadline, next(self._order))
+    def turn(self, deadline: float, owner: object | None = None) -> Iterator[None]:
+        """Hold a slot for one step of ``owner`` (a job; by default the step alone)."""
+        entry = _Entry(deadline, next(self._order), owner if owner is not None else object())
         with self._changed:
-            heapq.heappush(self._waiting, entry)
-            while True:
-                if self._running >= self.slots or self._waiting[0] != entry:
-                    self._changed.wait()
-                    continue
-                held = self._held_for_another(deadline)
-                if held <= 0:
-                    break
-                self._changed.wait(held)
-            heapq.heappop(self._waiting)
-            self._running += 1
-            self._held = None
+            self._policy.enqueue(entry)
+            while (wait := self._policy.wait_seconds(entry, self.clock())) != 0.0:
+                self._changed.wait(wait)
+            self._policy.start(entry)
         try:
             yield
         finally:
             with self._changed:
-                self._running -= 1
-                until = time.perf_counter() + HOLD_SECONDS
-                self._held = (until, deadline, threading.get_ident())
+                self._policy.finish(entry, self.clock())
                 self._changed.notify_all()
-
-    def _held_for_another(self, deadline: float) -> float:
-        """Seconds the slot stays held for another thread's next step (0: free)."""
-        if self._held is None:
-            return 0.0
-        until, held_deadline, thread = self._held
-        if thread == threading.get_ident() or deadline <= held_deadline:
-            return 0.0
-        return until - time.perf_counter()
 
     def gate(self, clock: PlaybackClock, arrived: float | None = None) -> Gate:
         """The gate of one job: its deadlines follow its playback clock."""
-        first_deadline = (time.perf_counter() if arrived is None else arrived) + FIRST_AUDIO_BUDGET
+        first_deadline = (self.clock() if arrived is None else arrived) + FIRST_AUDIO_BUDGET
+        owner = object()  # the job: its next step may take the slot it just held
 
         def gate(seconds: float) -> AbstractContextManager[None]:
-            runs_dry = clock.runs_dry()
-            # A step must start its expected duration before the audio runs out.
-            return self.turn((first_deadline if runs_dry is None else runs_dry) - seconds)
+            return self.turn(step_deadline(clock, first_deadline, seconds), owner)
 
         return gate
+
+
+def step_deadline(clock: PlaybackClock, first_deadline: float, seconds: float) -> float:
+    """When a step of ``seconds`` must start: before the job's audio runs out, or, before
+    it has any, so that its first audio comes by ``first_deadline``."""
+    runs_dry = clock.runs_dry()
+    return (first_deadline if runs_dry is None else runs_dry) - seconds
