@@ -19,7 +19,7 @@ from wyoming_piper_stream.engine.chunked_decoder import (
 )
 from wyoming_piper_stream.engine.graphs import Latent, Voice, load_voice
 from wyoming_piper_stream.engine.loudness import to_pcm16
-from wyoming_piper_stream.engine.voice_config import HOP_LENGTH
+from wyoming_piper_stream.engine.voice_config import DEFAULT_HOP_LENGTH as HOP_LENGTH
 from wyoming_piper_stream.voices.files import voice_files_at
 
 # (first chunk, largest chunk) in frames; 1 and 7 are degenerate on purpose.

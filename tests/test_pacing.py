@@ -14,7 +14,7 @@ import numpy as np
 from wyoming_piper_stream.engine.chunked_decoder import ChunkedDecoder, ChunkSchedule
 from wyoming_piper_stream.engine.graphs import Latent, SynthesisScales
 from wyoming_piper_stream.engine.pacing import DecodeSpeed, Pacer, PlaybackClock, simulate_playback
-from wyoming_piper_stream.engine.voice_config import HOP_LENGTH
+from wyoming_piper_stream.engine.voice_config import DEFAULT_HOP_LENGTH as HOP_LENGTH
 
 SCALES = SynthesisScales(0.0, 1.0, 0.0)
 FRAMES = 300  # ~3.5 s of audio
@@ -23,6 +23,7 @@ FRAMES = 300  # ~3.5 s of audio
 @dataclass(frozen=True)
 class _Config:
     sample_rate: int = 22050
+    hop_length: int = HOP_LENGTH
 
 
 class SimulatedClock:
@@ -132,7 +133,7 @@ def test_sharing_the_cores_makes_the_first_chunk_larger() -> None:
             first_chunk=16,
             max_chunk=128,
             padding=10,
-            sample_rate=22050,
+            frame_seconds=HOP_LENGTH / 22050,
             speed=DecodeSpeed(decoder=0.002),  # 6x faster than real time alone
             clock=PlaybackClock(share=share),
         )

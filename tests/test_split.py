@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,16 @@ def test_speaker_by_name(tiny_multi: Voice, tiny_multi_stock) -> None:
         tiny_multi.speaker_id("dave")
     with pytest.raises(VoiceError):
         tiny_multi.speaker_id(3)
+
+
+@needs_fixtures
+def test_default_speaker_comes_from_the_config(tmp_path: Path, tiny_multi_stock) -> None:
+    """As Piper: a request naming no speaker gets the config's ``default_speaker_id``."""
+    config = json.loads((FIXTURES / "tiny-multi.onnx.json").read_text(encoding="utf-8"))
+    config["default_speaker_id"] = 2
+    (tmp_path / "tiny-multi.onnx.json").write_text(json.dumps(config), encoding="utf-8")
+    (tmp_path / "tiny-multi.onnx").symlink_to(FIXTURES / "tiny-multi.onnx")
+    voice = load_voice(voice_files_at(tmp_path / "tiny-multi.onnx"))
+    assert voice.speaker_id(None) == 2
+    ours = voice.decode(voice.encode(FIXTURE_IDS, NOISE_OFF, voice.speaker_id(None)))
+    assert np.array_equal(ours, run_stock(tiny_multi_stock, FIXTURE_IDS, 2))

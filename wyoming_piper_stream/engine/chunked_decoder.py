@@ -19,7 +19,6 @@ import numpy as np
 from wyoming_piper_stream.engine.gate import Gate, ungated
 from wyoming_piper_stream.engine.graphs import Latent, SynthesisScales, Voice
 from wyoming_piper_stream.engine.pacing import Clock, DecodeSpeed, Pacer, PlaybackClock
-from wyoming_piper_stream.engine.voice_config import HOP_LENGTH
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -129,6 +128,7 @@ class ChunkedDecoder:
         self.postprocess = postprocess
         self.speed = DecodeSpeed()
         self.clock = clock  # times steps; a job's PlaybackClock must use the same clock
+        self.hop = voice.config.hop_length
 
     def stream(
         self,
@@ -159,7 +159,7 @@ class ChunkedDecoder:
             encoder_ms=encoder_seconds * 1000,
             first_audio_ms=first_audio_ms,
             total_ms=(self.clock() - started) * 1000,
-            audio_seconds=latent.num_frames * HOP_LENGTH / self.voice.config.sample_rate,
+            audio_seconds=latent.num_frames * self.hop / self.voice.config.sample_rate,
         )
         _LOGGER.debug(
             "Utterance: %d ids, %d frames, encoder %.0f ms, first audio %.0f ms, RTF %.3f",
@@ -188,7 +188,7 @@ class ChunkedDecoder:
                 audio = self.voice.decode(frames)
                 if self.postprocess is not None:
                     audio = self.postprocess(audio)
-                audio = _trim(audio, span)
+                audio = _trim(audio, span, self.hop)
                 self.speed.learn(self.clock() - flowed, span.decode_end - span.decode_start)
                 elapsed = self.clock() - started
             clock.worked(waited=started - requested, seconds=elapsed)
@@ -222,7 +222,7 @@ class ChunkedDecoder:
             first_chunk=self.schedule.first_chunk,
             max_chunk=self.schedule.max_chunk,
             padding=self.padding,
-            sample_rate=self.voice.config.sample_rate,
+            frame_seconds=self.hop / self.voice.config.sample_rate,
             speed=self.speed,
             clock=clock,
         )
@@ -271,10 +271,10 @@ class _FlowCursor:
         return Latent(self.z[:, :, start:stop], self.prior.y_mask[:, :, start:stop], self.prior.g)
 
 
-def _trim(audio: np.ndarray, span: ChunkSpan) -> np.ndarray:
+def _trim(audio: np.ndarray, span: ChunkSpan, hop: int) -> np.ndarray:
     """Cut the padding's audio; pad or cut the end so the length is exact."""
-    wanted = (span.end - span.start) * HOP_LENGTH
-    chunk = audio[span.pad_left * HOP_LENGTH :][:wanted]
+    wanted = (span.end - span.start) * hop
+    chunk = audio[span.pad_left * hop :][:wanted]
     if len(chunk) < wanted:  # some exports drop trailing samples
         chunk = np.pad(chunk, (0, wanted - len(chunk)))
     return chunk
@@ -326,7 +326,7 @@ def measure_padding(voice: Voice, tolerance: float = 1e-6, probe_frames: int = 6
     output moves (its receptive field).
     """
     latent = voice.run_flow(_probe_latent(voice, probe_frames))
-    return _reach(voice.decode, latent, HOP_LENGTH, tolerance)
+    return _reach(voice.decode, latent, voice.config.hop_length, tolerance)
 
 
 def measure_flow_padding(voice: Voice, tolerance: float = 1e-6, probe_frames: int = 96) -> int:

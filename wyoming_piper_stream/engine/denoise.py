@@ -12,11 +12,12 @@ padding. Two reasons no seam artifacts are added:
 * this module zero-pads ``N_FFT // 2`` at both ends (``center=True``), so frames near a
   chunk's edges see half-empty windows; those edge effects land in the padding that is
   trimmed away;
-* chunk boundaries and paddings are multiples of ``HOP`` (one latent frame = 256
-  samples), so a padded chunk's frame grid coincides with the grid of the whole
-  utterance: with padding >= ``SEAMLESS_PADDING`` samples (3 latent frames) every
-  kept sample is computed from exactly the frames a whole-utterance denoise would
-  use, so the stitched stream equals denoising the whole utterance at once.
+* chunk boundaries and paddings are multiples of ``STFT_HOP`` (a latent frame, the
+  voice's ``hop_length``, is 256 samples or a multiple of it: the loader checks), so a
+  padded chunk's frame grid coincides with the grid of the whole utterance: with
+  padding >= ``SEAMLESS_PADDING`` samples (3 latent frames) every kept sample is
+  computed from exactly the frames a whole-utterance denoise would use, so the
+  stitched stream equals denoising the whole utterance at once.
 """
 
 from __future__ import annotations
@@ -26,15 +27,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 N_FFT = 1024
-HOP = 256
+STFT_HOP = 256
 N_BINS = N_FFT // 2 + 1
 
-# The overlap-add below sums N_FFT // HOP shifted copies instead of looping per frame.
-assert N_FFT % HOP == 0
+# The overlap-add below sums N_FFT // STFT_HOP shifted copies instead of looping per frame.
+assert N_FFT % STFT_HOP == 0
 
-# Minimum HOP-aligned chunk padding (samples) for seamless chunked denoising: the
+# Minimum STFT_HOP-aligned chunk padding (samples) for seamless chunked denoising: the
 # leftmost frame covering the first kept sample then starts inside the padded chunk.
-SEAMLESS_PADDING = N_FFT - HOP
+SEAMLESS_PADDING = N_FFT - STFT_HOP
 
 
 def _window() -> np.ndarray:
@@ -49,11 +50,11 @@ def _window() -> np.ndarray:
 
 def _n_frames(length: int) -> int:
     # Frames needed to cover `length` samples after N_FFT // 2 padding at each end.
-    return 1 + length // HOP
+    return 1 + length // STFT_HOP
 
 
 def stft(x: np.ndarray) -> np.ndarray:
-    """Complex STFT of a 1-D signal: shape [n_frames, N_BINS], n_frames = 1 + len(x) // HOP.
+    """Complex STFT of a 1-D signal: shape [n_frames, N_BINS], n_frames = 1 + len(x) // STFT_HOP.
 
     Zero-pads N_FFT // 2 at both ends (centered frames), so every sample, including
     those of inputs shorter than one frame, lies under a frame. Zero rather than
@@ -63,25 +64,25 @@ def stft(x: np.ndarray) -> np.ndarray:
     if x.ndim != 1:
         raise ValueError(f"stft expects 1-D audio, got shape {x.shape}")
     pad = N_FFT // 2
-    # Right-pad enough that the last frame fits entirely (frames start every HOP samples).
+    # Right-pad enough that the last frame fits entirely (frames start every STFT_HOP samples).
     n_frames = _n_frames(len(x))
-    total = (n_frames - 1) * HOP + N_FFT
+    total = (n_frames - 1) * STFT_HOP + N_FFT
     padded = np.zeros(total, dtype=np.float64)
     padded[pad : pad + len(x)] = x
-    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::STFT_HOP]
     return np.fft.rfft(frames * _window(), axis=-1)
 
 
 def _overlap_add(frames: np.ndarray) -> np.ndarray:
-    """Overlap-add [n_frames, N_FFT] frames spaced HOP apart (no per-frame loop).
+    """Overlap-add [n_frames, N_FFT] frames spaced STFT_HOP apart (no per-frame loop).
 
-    Each frame is N_FFT // HOP blocks of HOP samples; block k of frame t lands on output
-    block t + k, so the sum is N_FFT // HOP shifted slice-adds over all frames at once.
+    Each frame is N_FFT // STFT_HOP blocks of STFT_HOP samples; block k of frame t lands on output
+    block t + k, so the sum is N_FFT // STFT_HOP shifted slice-adds over all frames at once.
     """
     n_frames = frames.shape[0]
-    ratio = N_FFT // HOP
-    blocks = frames.reshape(n_frames, ratio, HOP)
-    out = np.zeros((n_frames + ratio - 1, HOP), dtype=frames.dtype)
+    ratio = N_FFT // STFT_HOP
+    blocks = frames.reshape(n_frames, ratio, STFT_HOP)
+    out = np.zeros((n_frames + ratio - 1, STFT_HOP), dtype=frames.dtype)
     for k in range(ratio):
         out[k : k + n_frames] += blocks[:, k]
     return out.reshape(-1)
@@ -124,7 +125,7 @@ def bias_spectrogram(bias_audio: np.ndarray) -> np.ndarray:
     if bias_audio.ndim != 1 or len(bias_audio) == 0:
         raise ValueError(f"bias audio must be non-empty 1-D, got shape {bias_audio.shape}")
     if len(bias_audio) >= N_FFT:
-        frames = np.lib.stride_tricks.sliding_window_view(bias_audio, N_FFT)[::HOP]
+        frames = np.lib.stride_tricks.sliding_window_view(bias_audio, N_FFT)[::STFT_HOP]
         magnitude = np.abs(np.fft.rfft(frames * _window(), axis=-1))
     else:
         magnitude = np.abs(stft(bias_audio))

@@ -144,7 +144,7 @@ class Voice:
                 raise VoiceError(f"voice {self.name} has only one speaker, not {speaker!r}")
             return None
         if speaker is None or speaker == "":
-            return 0
+            return self.config.default_speaker_id
         if isinstance(speaker, str) and speaker in self.config.speaker_id_map:
             return self.config.speaker_id_map[speaker]
         try:

@@ -16,8 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from wyoming_piper_stream.engine.voice_config import HOP_LENGTH
-
 Clock = Callable[[], float]
 """Seconds on a monotonic clock: ``time.perf_counter`` in the server, a simulated
 clock in tests, so pacing and scheduling are tested without sleeping."""
@@ -128,15 +126,12 @@ class Pacer:
     first_chunk: int
     max_chunk: int
     padding: int
-    sample_rate: int
+    frame_seconds: float
+    """Seconds of audio in one latent frame (hop length / sample rate)."""
     speed: DecodeSpeed
     clock: PlaybackClock = field(default_factory=PlaybackClock)
     margin: float = 0.6
     """Share of the audio still buffered that the next chunk may take to decode."""
-
-    @property
-    def frame_seconds(self) -> float:
-        return HOP_LENGTH / self.sample_rate
 
     def sent(self, frames: int) -> None:
         """Record a chunk handed to the player."""

@@ -14,8 +14,8 @@ from typing import Any
 
 from wyoming_piper_stream.engine.errors import ErrorCode, SpeechError
 
-HOP_LENGTH = 256
-"""Audio samples per latent frame in every Piper VITS voice."""
+DEFAULT_HOP_LENGTH = 256
+"""Audio samples per latent frame, when a voice's config does not say (as Piper)."""
 
 
 class VoiceError(SpeechError):
@@ -40,6 +40,10 @@ class VoiceConfig:
     language: str = ""
     dataset: str = ""
     quality: str = ""
+    hop_length: int = DEFAULT_HOP_LENGTH
+    """Audio samples per latent frame (the decoder's total upsampling)."""
+    default_speaker_id: int = 0
+    """Speaker of a multi-speaker voice when a request names none."""
 
     @staticmethod
     def from_dict(config: Mapping[str, Any]) -> VoiceConfig:
@@ -58,6 +62,8 @@ class VoiceConfig:
             language=language.get("code", "") if isinstance(language, dict) else "",
             dataset=config.get("dataset", ""),
             quality=config.get("audio", {}).get("quality", ""),
+            hop_length=int(config.get("hop_length", DEFAULT_HOP_LENGTH)),
+            default_speaker_id=int(config.get("default_speaker_id", 0)),
         )
 
     @staticmethod

@@ -12,13 +12,18 @@ from wyoming_piper_stream.engine.chunked_decoder import (
     measure_flow_padding,
     measure_padding,
 )
-from wyoming_piper_stream.engine.denoise import SEAMLESS_PADDING, Denoiser, bias_spectrogram
+from wyoming_piper_stream.engine.denoise import (
+    SEAMLESS_PADDING,
+    STFT_HOP,
+    Denoiser,
+    bias_spectrogram,
+)
 from wyoming_piper_stream.engine.graph_split import SplitError
 from wyoming_piper_stream.engine.graphs import SessionSettings, Voice, load_voice
 from wyoming_piper_stream.engine.loudness import calibrate_gain
 from wyoming_piper_stream.engine.phonemize import Phonemizer, load_phonemizer
 from wyoming_piper_stream.engine.settings import StreamingSettings
-from wyoming_piper_stream.engine.voice_config import HOP_LENGTH, VoiceError, VoiceFiles
+from wyoming_piper_stream.engine.voice_config import VoiceError, VoiceFiles
 from wyoming_piper_stream.voices.cache import VoiceCache, VoiceFacts, entry_key
 from wyoming_piper_stream.voices.settings import VoiceLibrarySettings
 
@@ -30,8 +35,8 @@ def make_denoiser(voice: Voice, strength: float, padding: int) -> Denoiser | Non
     """The bias denoiser for a voice, or None at strength 0 (output stays bit-identical)."""
     if strength <= 0:
         return None
-    if padding * HOP_LENGTH < SEAMLESS_PADDING:
-        _LOGGER.warning("Chunk padding %d frames is too short for seamless denoising", padding)
+    if padding * voice.config.hop_length < SEAMLESS_PADDING or voice.config.hop_length % STFT_HOP:
+        _LOGGER.warning("Chunk padding %d frames is not seamless for the denoiser", padding)
     # One bias, the default speaker's: per-speaker biases would cost a decode each.
     bias = voice.decode(voice.zero_latent(BIAS_FRAMES, voice.speaker_id(None)))
     return Denoiser(bias_spectrogram(bias), strength)
