@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import Field, fields
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from wyoming.server import AsyncServer, AsyncTcpServer
 
@@ -29,9 +29,12 @@ from wyoming_piper_stream.server.settings import LimitSettings, ServerSettings, 
 from wyoming_piper_stream.voices.library import VoiceLibrary
 from wyoming_piper_stream.voices.settings import VoiceLibrarySettings
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 _LOGGER = logging.getLogger("wyoming_piper_stream")
 ENV_ARGS = "WYOMING_PIPER_STREAM_ARGS"
-_S = TypeVar("_S")
+_S = TypeVar("_S", bound="DataclassInstance")
 
 
 def _bounded(kind: type, minimum: float | None) -> Callable[[str], Any]:

@@ -109,7 +109,8 @@ def istft(spec: np.ndarray, length: int) -> np.ndarray:
     win_sq = win_sq[pad : pad + length]
     # Every kept sample is under a frame centre region, so win_sq >= 0.25 there;
     # the guard only matters for a caller passing a hand-made spectrogram.
-    return signal / np.maximum(win_sq, 1e-8)
+    result: np.ndarray = signal / np.maximum(win_sq, 1e-8)
+    return result
 
 
 def bias_spectrogram(bias_audio: np.ndarray) -> np.ndarray:
@@ -129,7 +130,8 @@ def bias_spectrogram(bias_audio: np.ndarray) -> np.ndarray:
         magnitude = np.abs(np.fft.rfft(frames * _window(), axis=-1))
     else:
         magnitude = np.abs(stft(bias_audio))
-    return magnitude.mean(axis=0).astype(np.float32)
+    mean: np.ndarray = magnitude.mean(axis=0).astype(np.float32)
+    return mean
 
 
 @dataclass(frozen=True, eq=False)

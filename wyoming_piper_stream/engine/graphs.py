@@ -198,7 +198,8 @@ class Voice:
             if latent.g is None:
                 raise VoiceError(f"voice {self.name}: decoder needs a speaker embedding")
             feed[SPEAKER_EMBEDDING_NAME] = latent.g
-        return self.decoder.run(None, feed)[0].reshape(-1)
+        audio: np.ndarray = self.decoder.run(None, feed)[0].reshape(-1)
+        return audio
 
     def zero_latent(self, num_frames: int, speaker_id: int | None = None) -> Latent:
         """An all-zero latent (for the denoiser's bias), with the speaker's embedding."""

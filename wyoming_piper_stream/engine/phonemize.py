@@ -16,7 +16,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
 from piper import voice as piper_voice
 from piper.const import BOS, EOS, PAD
@@ -293,7 +293,7 @@ def _instantiate(target: object, origin: str, espeak_voice: str) -> Phonemizer:
         raise PhonemizerError(
             f"{origin} returned a {type(obj).__name__}, which has no phonemize(text) method"
         )
-    return obj
+    return cast(Phonemizer, obj)
 
 
 def _import_target(spec: str) -> object:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from wyoming.error import Error
 from wyoming.event import Event, async_read_event
@@ -30,7 +31,7 @@ _BAD_EVENT = (KeyError, TypeError, AttributeError, ValueError)  # what wyoming r
 class SpeechEventHandler(AsyncEventHandler):
     """Handles one client's connection."""
 
-    def __init__(self, context: ServerContext, *args, **kwargs) -> None:
+    def __init__(self, context: ServerContext, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.context = context
         self._requests = SpeechRequests(context.settings, context.scheduler.clock)

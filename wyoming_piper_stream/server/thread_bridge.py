@@ -28,6 +28,9 @@ class _Failure:
     error: BaseException
 
 
+_Queue = asyncio.Queue["_T | _Done | _Failure"]
+
+
 class ThreadedIterator(Generic[_T]):
     """Runs a blocking iterator in an executor and yields its items asynchronously."""
 
@@ -44,7 +47,7 @@ class ThreadedIterator(Generic[_T]):
 
     async def __aiter__(self) -> AsyncIterator[_T]:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[_T | _Done | _Failure] = asyncio.Queue(self._max_buffered)
+        queue: _Queue[_T] = asyncio.Queue(self._max_buffered)
         worker = loop.run_in_executor(self._executor, self._produce, loop, queue)
         try:
             while True:
@@ -58,7 +61,7 @@ class ThreadedIterator(Generic[_T]):
             self.stop.set()
             worker.add_done_callback(_log_worker_error)
 
-    def _produce(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
+    def _produce(self, loop: asyncio.AbstractEventLoop, queue: _Queue[_T]) -> None:
         try:
             for item in self._make_iterator(self.stop):
                 if not self._put(loop, queue, item):
@@ -67,7 +70,9 @@ class ThreadedIterator(Generic[_T]):
         except Exception as error:  # handed to the consumer, which reports it
             self._put(loop, queue, _Failure(error))
 
-    def _put(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, item: object) -> bool:
+    def _put(
+        self, loop: asyncio.AbstractEventLoop, queue: _Queue[_T], item: _T | _Done | _Failure
+    ) -> bool:
         """Blocks while the queue is full; False once the consumer has stopped."""
         try:
             future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
@@ -83,6 +88,6 @@ class ThreadedIterator(Generic[_T]):
         return False
 
 
-def _log_worker_error(worker: asyncio.Future) -> None:
+def _log_worker_error(worker: asyncio.Future[None]) -> None:
     if not worker.cancelled() and worker.exception() is not None:
         _LOGGER.error("Synthesis worker failed", exc_info=worker.exception())

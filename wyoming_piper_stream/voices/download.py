@@ -78,7 +78,7 @@ class _RemoteFile:
 # --- Catalogue ----------------------------------------------------------------------------
 
 
-def load_catalogue(settings: DownloadSettings) -> dict[str, dict]:
+def load_catalogue(settings: DownloadSettings) -> dict[str, dict[str, Any]]:
     """The voice catalogue by key, with every alias mapping to the same entry.
 
     Uses the cached ``voices.json`` in the download folder, fetching it first when it is
@@ -120,7 +120,7 @@ def _read_catalogue(path: Path, source: str) -> dict[str, Any]:
     return catalogue
 
 
-def _resolve_aliases(raw: Mapping[str, Any]) -> dict[str, dict]:
+def _resolve_aliases(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     # Each entry's "key" is set to its catalogue key, so a lookup by alias still knows
     # the canonical name the files are stored under.
     catalogue = {
@@ -153,7 +153,9 @@ def download_voice(name: str, settings: DownloadSettings) -> Path:
     return files[-1].dest
 
 
-def _lookup(name: str, catalogue: Mapping[str, dict], settings: DownloadSettings) -> dict:
+def _lookup(
+    name: str, catalogue: Mapping[str, dict[str, Any]], settings: DownloadSettings
+) -> dict[str, Any]:
     entry = catalogue.get(name)
     if entry is not None:
         return entry

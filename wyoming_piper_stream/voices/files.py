@@ -61,7 +61,7 @@ def missing_files(files: VoiceFiles) -> list[Path]:
     needed = (
         [files.config, files.model] if files.model else [files.config, files.encoder, files.decoder]
     )
-    return [path for path in needed if path is None or not path.is_file()]
+    return [path for path in needed if path is not None and not path.is_file()]
 
 
 def _layout_rank(path: Path) -> int:
