@@ -190,6 +190,9 @@ def _from_args(cls: type[_S], args: argparse.Namespace, **parts: Any) -> _S:
 
 async def serve(settings: ServerSettings) -> None:
     library = VoiceLibrary(settings.voices, settings.streamer)
+    problem = library.default_voice_problem()
+    if problem is not None:  # e.g. a Japanese voice without the [ja] extra: refuse to start
+        raise SystemExit(f"error: {problem}")
     # A worker thread per connection that may be speaking; they take turns for
     # the cores in the scheduler, not in the pool.
     workers = settings.limits.max_connections

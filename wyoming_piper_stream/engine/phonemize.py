@@ -1,7 +1,10 @@
 """Pluggable phonemizer hook: text -> sentences of Piper phonemes -> Piper phoneme ids.
 
-The default phonemizers reproduce ``piper.PiperVoice.phonemize`` exactly (same espeak-ng
-bridge, same ``[[ raw phonemes ]]`` handling), so the ids we feed the model equal Piper's.
+The default phonemizers reproduce ``piper.PiperVoice.phonemize`` exactly for each of
+piper-tts's phoneme types: espeak (same espeak-ng bridge, same ``[[ raw phonemes ]]``
+handling) and text are ours; hebrew, japanese, thai and pinyin are piper-tts's own
+phonemizers, imported only when such a voice loads (their packages are heavy). Ids follow
+``PiperVoice.phonemes_to_ids`` (pinyin pads per syllable), so they equal Piper's.
 Users can plug in their own phonemizer with ``module:attribute`` or an entry point name.
 """
 
@@ -16,14 +19,21 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
 from piper import voice as piper_voice
 from piper.const import BOS, EOS, PAD
+from piper.phoneme_ids import DEFAULT_PHONEME_ID_MAP
 from piper.phonemize_espeak import EspeakPhonemizer as PiperEspeakBridge
 from piper.tashkeel import TashkeelDiacritizer
 
 from wyoming_piper_stream.engine.errors import ErrorCode, SpeechError
+from wyoming_piper_stream.engine.phoneme_types import (
+    PHONEME_TYPES,
+    g2pw_dir,
+    missing_phonemizer,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -44,6 +54,10 @@ class PhonemizerError(SpeechError):
     code = ErrorCode.PHONEMIZER
 
 
+class MissingPhonemizerError(PhonemizerError):
+    """The voice's phoneme type needs an optional extra (or model) that is not installed."""
+
+
 @runtime_checkable
 class Phonemizer(Protocol):
     """Turns text into sentences, each a list of Piper phonemes (NFD codepoints or clusters)."""
@@ -51,11 +65,19 @@ class Phonemizer(Protocol):
     def phonemize(self, text: str) -> list[list[str]]: ...
 
 
-def phonemes_to_ids(phonemes: Sequence[str], id_map: Mapping[str, Sequence[int]]) -> list[int]:
+def phonemes_to_ids(
+    phonemes: Sequence[str], id_map: Mapping[str, Sequence[int]], phoneme_type: str = "espeak"
+) -> list[int]:
     """Piper's phoneme ids: BOS, PAD, then each phoneme's ids + PAD, then EOS.
 
-    Phonemes missing from ``id_map`` are skipped, as Piper does.
+    Phonemes missing from ``id_map`` are skipped, as Piper does. An empty ``id_map`` means
+    Piper's default map, as in ``PiperVoice.phonemes_to_ids``; "pinyin" voices use Piper's
+    Chinese ids (PAD after each syllable's tone or a pause, not after every phoneme).
     """
+    if phoneme_type == "pinyin":
+        return _pinyin_ids(phonemes, id_map)
+    if not id_map:
+        id_map = DEFAULT_PHONEME_ID_MAP
     try:
         bos, pad, eos = id_map[BOS], id_map[PAD], id_map[EOS]
     except KeyError as err:
@@ -78,6 +100,16 @@ def phonemes_to_ids(phonemes: Sequence[str], id_map: Mapping[str, Sequence[int]]
             " ".join(repr(p) for p in missing),
         )
     return ids
+
+
+def _pinyin_ids(phonemes: Sequence[str], id_map: Mapping[str, Sequence[int]]) -> list[int]:
+    # Only reached for a loaded pinyin voice, whose phonemizer already imported this.
+    from piper.phonemize_chinese import phonemes_to_ids as chinese_phonemes_to_ids
+
+    try:
+        return chinese_phonemes_to_ids(list(phonemes), id_map)
+    except KeyError as err:
+        raise PhonemizerError(f"phoneme id map lacks the required symbol {err.args[0]!r}") from None
 
 
 @dataclass(frozen=True)
@@ -221,20 +253,80 @@ def safe_phonemize(phonemizer: Phonemizer, text: str) -> list[list[str]]:
     return sentences
 
 
+class PiperPhonemizer:
+    """One of piper-tts's own phonemizers (hebrew, japanese, thai, pinyin), one call at a time.
+
+    TLTK and g2pW keep state between calls; the lock keeps two jobs from interleaving.
+    """
+
+    def __init__(self, phonemizer: Phonemizer) -> None:
+        self.phonemizer = phonemizer
+        self._lock = threading.Lock()
+
+    def phonemize(self, text: str) -> list[list[str]]:
+        with self._lock:
+            return self.phonemizer.phonemize(text)
+
+
+def _chinese_phonemizer(resource_dir: Path | None) -> Phonemizer:
+    from piper.phonemize_chinese import ChinesePhonemizer
+
+    try:  # the model is there (missing_phonemizer): ChinesePhonemizer downloads nothing
+        return ChinesePhonemizer(g2pw_dir(resource_dir))
+    except OSError as err:  # transformers: the bert-base-chinese tokenizer is not cached
+        raise MissingPhonemizerError(
+            "pinyin voices need the bert-base-chinese tokenizer in the Hugging Face cache "
+            f"(README: phoneme types): {str(err).splitlines()[0]}"
+        ) from err
+
+
+def _piper_phonemizer(phoneme_type: str, resource_dir: Path | None) -> Phonemizer:
+    """piper-tts's phonemizer for a non-espeak type, imported only now (heavy packages)."""
+    if phoneme_type == "pinyin":
+        return _chinese_phonemizer(resource_dir)
+    if phoneme_type == "hebrew":
+        from piper.phonemize_hebrew import HebrewPhonemizer
+
+        return HebrewPhonemizer()
+    if phoneme_type == "japanese":
+        from piper.phonemize_japanese import JapanesePhonemizer
+
+        return JapanesePhonemizer()
+    from piper.phonemize_thai import ThaiPhonemizer
+
+    return ThaiPhonemizer()
+
+
 def _default_phonemizer(
-    *, espeak_voice: str, phoneme_type: str, vowel_clusters: Iterable[Sequence[str]] | None
+    *,
+    espeak_voice: str,
+    phoneme_type: str,
+    vowel_clusters: Iterable[Sequence[str]] | None,
+    resource_dir: Path | None,
 ) -> Phonemizer:
     # PhonemeType is a str enum, so == works for it and for plain strings alike.
-    if phoneme_type == "espeak":
+    type_name = str(getattr(phoneme_type, "value", phoneme_type))
+    if type_name == "espeak":
         return EspeakPhonemizer(espeak_voice, vowel_clusters=vowel_clusters)
-    if phoneme_type == "text":
+    if type_name == "text":
         return TextPhonemizer()
-    type_name = getattr(phoneme_type, "value", phoneme_type)
-    raise PhonemizerError(
-        f"phoneme type {type_name!r} is not supported by the built-in phonemizers "
-        "(only 'espeak' and 'text'); pass a custom phonemizer (module:attribute or an "
-        f"entry point in group {ENTRY_POINT_GROUP!r}) for this voice"
-    )
+    if type_name not in PHONEME_TYPES:
+        raise PhonemizerError(
+            f"unknown phoneme type {type_name!r} (piper-tts knows {', '.join(PHONEME_TYPES)}); "
+            f"pass a custom phonemizer (module:attribute or an entry point in group "
+            f"{ENTRY_POINT_GROUP!r}) for this voice"
+        )
+    missing = missing_phonemizer(type_name, resource_dir)
+    if missing is not None:
+        raise MissingPhonemizerError(missing)
+    try:
+        return PiperPhonemizer(_piper_phonemizer(type_name, resource_dir))
+    except PhonemizerError:
+        raise
+    except Exception as err:
+        raise PhonemizerError(
+            f"loading the {type_name} phonemizer failed: {type(err).__name__}: {err}"
+        ) from err
 
 
 def _available_entry_points() -> str:
@@ -359,10 +451,12 @@ def load_phonemizer(
     espeak_voice: str,
     phoneme_type: str,
     vowel_clusters: Iterable[Sequence[str]] | None = None,
+    resource_dir: Path | None = None,
 ) -> Phonemizer:
     """Resolve a phonemizer.
 
-    - ``None`` or blank: the built-in phonemizer for the voice's ``phoneme_type``.
+    - ``None`` or blank: the built-in phonemizer for the voice's ``phoneme_type``
+      (``resource_dir/g2pW`` holds the model of "pinyin" voices).
     - ``"module:attribute"``: imported; ``attribute`` (may be dotted) is an object with
       ``.phonemize`` or a class/factory, called with ``espeak_voice=`` if it accepts it.
     - ``"NAME"``: entry point ``NAME`` in group ``wyoming_piper_stream.phonemizers``,
@@ -372,7 +466,10 @@ def load_phonemizer(
     """
     if spec is None or not spec.strip():
         return _default_phonemizer(
-            espeak_voice=espeak_voice, phoneme_type=phoneme_type, vowel_clusters=vowel_clusters
+            espeak_voice=espeak_voice,
+            phoneme_type=phoneme_type,
+            vowel_clusters=vowel_clusters,
+            resource_dir=resource_dir,
         )
 
     spec = spec.strip()

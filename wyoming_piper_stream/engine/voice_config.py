@@ -44,6 +44,8 @@ class VoiceConfig:
     """Audio samples per latent frame (the decoder's total upsampling)."""
     default_speaker_id: int = 0
     """Speaker of a multi-speaker voice when a request names none."""
+    vowel_clusters: tuple[tuple[str, ...], ...] = ()
+    """espeak phonemes merged into one (e.g. ``("a", "ɪ")`` -> ``aɪ``), as PiperVoice does."""
 
     @staticmethod
     def from_dict(config: Mapping[str, Any]) -> VoiceConfig:
@@ -64,6 +66,7 @@ class VoiceConfig:
             quality=config.get("audio", {}).get("quality", ""),
             hop_length=int(config.get("hop_length", DEFAULT_HOP_LENGTH)),
             default_speaker_id=int(config.get("default_speaker_id", 0)),
+            vowel_clusters=tuple(tuple(c) for c in config.get("vowel_clusters") or ()),
         )
 
     @staticmethod

@@ -32,10 +32,13 @@ def pcm_for_job(
     """
     scales = ready.voice.scales(settings.noise_scale, settings.length_scale, settings.noise_w_scale)
     id_map = ready.voice.config.phoneme_id_map
+    phoneme_type = ready.voice.config.phoneme_type
     silence_seconds = settings.sentence_silence
     silence = bytes(2 * int(silence_seconds * ready.voice.config.sample_rate))
     for index, sentence in enumerate(job.sentences):
-        pieces = utterance_ids(ready.phonemizer, sentence, id_map, settings.max_utterance_phonemes)
+        pieces = utterance_ids(
+            ready.phonemizer, sentence, id_map, settings.max_utterance_phonemes, phoneme_type
+        )
         for ids in pieces:
             for chunk in ready.streamer.stream(ids, scales, speaker_id, clock, gate):
                 if stop.is_set():

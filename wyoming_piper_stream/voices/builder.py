@@ -21,9 +21,14 @@ from wyoming_piper_stream.engine.denoise import (
 from wyoming_piper_stream.engine.graph_split import SplitError
 from wyoming_piper_stream.engine.graphs import SessionSettings, Voice, load_voice
 from wyoming_piper_stream.engine.loudness import calibrate_gain
-from wyoming_piper_stream.engine.phonemize import Phonemizer, load_phonemizer
+from wyoming_piper_stream.engine.phonemize import (
+    MissingPhonemizerError,
+    Phonemizer,
+    load_phonemizer,
+    missing_phonemizer,
+)
 from wyoming_piper_stream.engine.settings import StreamingSettings
-from wyoming_piper_stream.engine.voice_config import VoiceError, VoiceFiles
+from wyoming_piper_stream.engine.voice_config import VoiceConfig, VoiceError, VoiceFiles
 from wyoming_piper_stream.voices.cache import VoiceCache, VoiceFacts, entry_key
 from wyoming_piper_stream.voices.settings import VoiceLibrarySettings
 
@@ -62,6 +67,12 @@ class VoiceBuilder:
 
     def prepare(self, files: VoiceFiles) -> ReadyVoice:
         started = time.perf_counter()
+        if self.settings.phonemizer is None:
+            # Before the split, which takes seconds: a missing extra fails at once.
+            config = VoiceConfig.from_file(files.config)
+            missing = missing_phonemizer(config.phoneme_type, self.settings.resource_dir)
+            if missing is not None:
+                raise MissingPhonemizerError(f"voice {files.name}: {missing}")
         separate_flow = self.streaming.separate_flow and files.model is not None
         key = entry_key(files, separate_flow) if self._cache else ""
         try:
@@ -78,6 +89,8 @@ class VoiceBuilder:
             self.settings.phonemizer,
             espeak_voice=voice.config.espeak_voice,
             phoneme_type=voice.config.phoneme_type,
+            vowel_clusters=voice.config.vowel_clusters,
+            resource_dir=self.settings.resource_dir,
         )
         facts = self._facts(voice, key)
         padding = self.streaming.chunk_padding

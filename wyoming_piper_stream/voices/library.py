@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from wyoming.info import Attribution, TtsVoice, TtsVoiceSpeaker
 
+from wyoming_piper_stream.engine.phoneme_types import missing_phonemizer
 from wyoming_piper_stream.engine.settings import StreamingSettings
 from wyoming_piper_stream.engine.voice_config import VoiceConfig, VoiceError, VoiceFiles
 from wyoming_piper_stream.voices.download import (
@@ -76,6 +77,19 @@ class VoiceLibrary:
         if download_dir is not None and download_dir not in dirs:
             dirs = (*dirs, download_dir)
         return discover_voices(dirs)
+
+    def default_voice_problem(self) -> str | None:
+        """Why the default voice cannot load, if its phonemizer (or its model) is not installed
+        (cheap: no imports); None when it can, or when it is not on disk yet."""
+        files = self.find().get(self.default_voice_name)
+        if files is None or self.settings.phonemizer is not None:
+            return None
+        try:
+            phoneme_type = self._config(files.config).phoneme_type
+            missing = missing_phonemizer(phoneme_type, self.settings.resource_dir)
+        except VoiceError:
+            return None  # a bad config is reported when the voice loads
+        return None if missing is None else f"voice {files.name}: {missing}"
 
     def describe(self) -> list[TtsVoice]:
         voices = []

@@ -38,5 +38,11 @@ class VoiceLibrarySettings:
     phonemizer: str | None = setting(
         None,
         "`module:attribute` or an entry point of group `wyoming_piper_stream.phonemizers`",
-        shown="espeak-ng",
+        shown="by phoneme type",
     )
+
+    @property
+    def resource_dir(self) -> Path | None:
+        """Where phonemizer models live (``g2pW/`` of pinyin voices): the download dir, else
+        the first data dir, else the cache dir; PiperVoice's counterpart is ``download_dir``."""
+        return self.download_dir or next(iter(self.data_dirs), None) or self.cache_dir
