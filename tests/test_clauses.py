@@ -67,6 +67,8 @@ def test_a_clause_over_the_limit_is_not_cut_mid_clause() -> None:
     assert clause_pieces(no_commas, 10) == [no_commas]
 
 
-def test_a_comma_without_a_space_after_it_is_not_a_clause_mark() -> None:
-    phonemes = list("ab,cd, ef,gh")
-    assert clause_pieces(phonemes, 3) == [list("ab,cd,"), list("ef,gh")]
+def test_a_clause_mark_without_a_space_after_it_is_cut_too_and_merged_back_without_one() -> None:
+    # Japanese writes "," for 、 and pinyin keeps "，", with no space after either.
+    phonemes = list("ab,cd, ef，gh")
+    assert clause_pieces(phonemes, 3) == [list("ab,"), list("cd,"), list("ef，"), list("gh")]
+    assert clause_pieces(phonemes, 7) == [list("ab,cd,"), list("ef，gh")]

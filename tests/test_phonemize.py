@@ -170,9 +170,9 @@ def test_bad_espeak_voice() -> None:
         EspeakPhonemizer("xx-nope")
 
 
-def test_unsupported_phoneme_type() -> None:
-    with pytest.raises(PhonemizerError, match="'pinyin' is not supported"):
-        load_phonemizer(None, espeak_voice="zh", phoneme_type="pinyin")
+def test_unknown_phoneme_type() -> None:
+    with pytest.raises(PhonemizerError, match=r"unknown phoneme type 'klingon'.*espeak, text"):
+        load_phonemizer(None, espeak_voice="zh", phoneme_type="klingon")
 
 
 # --- phonemes_to_ids ----------------------------------------------------------------

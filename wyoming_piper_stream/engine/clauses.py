@@ -97,34 +97,56 @@ def text_phrases(sentence: str) -> list[str]:
 
 
 def _text_cuts(phonemizer: Phonemizer, sentence: str, phonemes: list[str]) -> list[int]:
-    """Cut indices in ``phonemes`` (Piper's, of the whole sentence) at the text's phrase ends.
-
-    Words first, for phonemes without any punctuation (Hebrew): when they have one
-    space-separated word per word of the text, a phrase ends after its last word.
-    Else each phrase is phonemized alone, and used only if the phrases' phonemes
-    rejoined with spaces are ``phonemes`` (Thai).
-    """
+    """Cut indices in ``phonemes`` (Piper's, of the whole sentence) at the text's phrase ends."""
     phrases = text_phrases(sentence)
     if len(phrases) < 2:
         return []
-    spaces = [i for i, phoneme in enumerate(phonemes) if phoneme == " "]
-    word_counts = [len(phrase.split()) for phrase in phrases]
-    unpunctuated = not any(phoneme in CLAUSE_BREAKS for phoneme in phonemes)
-    if unpunctuated and len(spaces) + 1 == sum(word_counts):
-        cuts, words = [], 0
-        for count in word_counts[:-1]:
-            words += count
-            cuts.append(spaces[words - 1] - 1)  # the last phoneme before that space
-        return cuts
+    return _phrase_cuts(phonemizer, phrases, phonemes) or _word_cuts(phrases, phonemes)
 
-    cuts, rejoined = [], []
+
+def _phrase_cuts(phonemizer: Phonemizer, phrases: list[str], phonemes: list[str]) -> list[int]:
+    """Each phrase phonemized alone, if one after the other (with a space between them or
+    not) they are ``phonemes`` (Thai; espeak-ng's Chinese, which drops ``，``)."""
+    cuts, position = [], 0
     for phrase in phrases:
         phrase_phonemes = [p for s in safe_phonemize(phonemizer, phrase) for p in s]
-        if rejoined and phrase_phonemes:
-            cuts.append(len(rejoined) - 1)
-            rejoined.append(" ")
-        rejoined.extend(phrase_phonemes)
-    return cuts if rejoined == phonemes else []
+        if phonemes[position : position + len(phrase_phonemes)] != phrase_phonemes:
+            return []  # the phrase alone sounds different: no cut at its end
+        position += len(phrase_phonemes)
+        if 0 < position < len(phonemes):
+            cuts.append(position - 1)
+        if phonemes[position : position + 1] == [" "]:
+            position += 1
+    return cuts if position == len(phonemes) else []
+
+
+def _word_cuts(phrases: list[str], phonemes: list[str]) -> list[int]:
+    """For phonemes without punctuation and one space-separated word per word of the text
+    (Hebrew, whose diacritizer reads a phrase alone differently): after each phrase's words."""
+    if any(phoneme in CLAUSE_BREAKS for phoneme in phonemes):
+        return []
+    spaces = [i for i, phoneme in enumerate(phonemes) if phoneme == " "]
+    word_counts = [len(phrase.split()) for phrase in phrases]
+    if len(spaces) + 1 != sum(word_counts):
+        return []
+    cuts, words = [], 0
+    for count in word_counts[:-1]:
+        words += count
+        cuts.append(spaces[words - 1] - 1)  # the last phoneme before that space
+    return cuts
+
+
+def utterance_phonemes(
+    phonemizer: Phonemizer, sentence: str, max_phonemes: int
+) -> Iterator[list[str]]:
+    """Phonemes of each utterance the encoder gets for one sentence (Piper's, in pieces)."""
+    sentences = safe_phonemize(phonemizer, sentence)
+    for phonemes in sentences:
+        pieces = clause_pieces(phonemes, max_phonemes)
+        if len(sentences) == 1 and max(map(len, pieces)) > max_phonemes > 0:
+            cuts = _punctuation_cuts(phonemes) + _text_cuts(phonemizer, sentence, phonemes)
+            pieces = _merge(phonemes, cuts, max_phonemes)
+        yield from (piece for piece in pieces if piece)
 
 
 def utterance_ids(
@@ -135,12 +157,5 @@ def utterance_ids(
     phoneme_type: str = "espeak",
 ) -> Iterator[list[int]]:
     """Phoneme ids of each utterance the encoder gets for one sentence."""
-    sentences = safe_phonemize(phonemizer, sentence)
-    for phonemes in sentences:
-        pieces = clause_pieces(phonemes, max_phonemes)
-        if len(sentences) == 1 and max(map(len, pieces)) > max_phonemes > 0:
-            cuts = _punctuation_cuts(phonemes) + _text_cuts(phonemizer, sentence, phonemes)
-            pieces = _merge(phonemes, cuts, max_phonemes)
-        for piece in pieces:
-            if piece:
-                yield phonemes_to_ids(piece, id_map, phoneme_type)
+    for piece in utterance_phonemes(phonemizer, sentence, max_phonemes):
+        yield phonemes_to_ids(piece, id_map, phoneme_type)
