@@ -16,11 +16,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH \
     XDG_CACHE_HOME=/data/.cache
 
-# Dependencies first, from pyproject.toml alone: this layer stays cached until they change.
+# Phonemizers of other Piper phoneme types, comma-separated: zh, ja, th (README: phoneme
+# types), e.g. docker build --build-arg EXTRAS=ja,th . The image installs .[${EXTRAS}].
+ARG EXTRAS=""
+
+# Dependencies first (with those of the extras), from pyproject.toml alone: this layer
+# stays cached until they change.
 COPY pyproject.toml /tmp/build/
 RUN python -m venv /opt/venv \
-    && python -c "import tomllib; f = open('/tmp/build/pyproject.toml', 'rb'); \
-print('\n'.join(tomllib.load(f)['project']['dependencies']))" > /tmp/requirements.txt \
+    && EXTRAS="${EXTRAS}" python -c "import os, tomllib; \
+project = tomllib.load(open('/tmp/build/pyproject.toml', 'rb'))['project']; \
+extras = [e.strip() for e in os.environ['EXTRAS'].split(',') if e.strip()]; \
+print('\n'.join(project['dependencies'] \
++ [d for e in extras for d in project['optional-dependencies'][e]]))" > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 

@@ -23,7 +23,9 @@ class SynthesisSettings:
         None, "phoneme width noise", minimum=0.0, shown="the voice's"
     )
     sentence_silence: float = setting(0.0, "seconds of silence between sentences", minimum=0.0)
-    auto_punctuation: str = setting(".?!。？！．؟", "appended to a sentence lacking one")
+    auto_punctuation: str = setting(
+        ".?!。？！．؟", "appended to a sentence lacking one (`。` after Chinese or Japanese)"
+    )
     samples_per_chunk: int = setting(1024, "largest audio-chunk event, in samples", minimum=1)
     max_utterance_phonemes: int = setting(
         200,  # ~40 words, ~5 s of speech
