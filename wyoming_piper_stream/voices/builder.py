@@ -21,11 +21,11 @@ from wyoming_piper_stream.engine.denoise import (
 from wyoming_piper_stream.engine.graph_split import SplitError
 from wyoming_piper_stream.engine.graphs import SessionSettings, Voice, load_voice
 from wyoming_piper_stream.engine.loudness import calibrate_gain
+from wyoming_piper_stream.engine.phoneme_types import missing_phonemizer
 from wyoming_piper_stream.engine.phonemize import (
     MissingPhonemizerError,
     Phonemizer,
     load_phonemizer,
-    missing_phonemizer,
 )
 from wyoming_piper_stream.engine.settings import StreamingSettings
 from wyoming_piper_stream.engine.voice_config import VoiceConfig, VoiceError, VoiceFiles
