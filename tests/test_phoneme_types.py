@@ -33,7 +33,7 @@ from wyoming_piper_stream.engine.phonemize import (
 )
 from wyoming_piper_stream.engine.settings import StreamingSettings
 from wyoming_piper_stream.server.sentences import punctuate
-from wyoming_piper_stream.server.settings import DEFAULT_AUTO_PUNCTUATION
+from wyoming_piper_stream.server.settings import SynthesisSettings
 from wyoming_piper_stream.voices.library import VoiceLibrary
 from wyoming_piper_stream.voices.settings import VoiceLibrarySettings
 
@@ -291,7 +291,8 @@ async def test_each_type_streams_through_the_server(
     assert events[-1].type == "audio-stop"
     # Same ids as Piper -> same durations: exactly Piper's number of samples (of the text
     # as the server speaks it: with a full stop added where it lacks one, as wyoming-piper).
-    assert len(pcm) // 2 == _piper_samples(phoneme_type, punctuate(text, DEFAULT_AUTO_PUNCTUATION))
+    spoken = punctuate(text, SynthesisSettings().auto_punctuation)
+    assert len(pcm) // 2 == _piper_samples(phoneme_type, spoken)
     assert max(pcm) > 0
 
 
@@ -318,6 +319,7 @@ async def test_a_voice_without_its_extra_gets_an_error_event(
         )
         errors = [Error.from_event(e) for e in events if Error.is_type(e.type)]
         assert len(errors) == 1 and pcm == b""
+        assert errors[0].code == "phonemizer"
         assert errors[0].text.startswith("voice tiny-japanese: japanese voices need")
         assert errors[0].text.endswith("pip install 'wyoming-piper-stream[ja]'")
         # Other voices are unaffected.

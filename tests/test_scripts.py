@@ -23,7 +23,9 @@ from wyoming_piper_stream.engine.phonemize import (
     phonemes_to_ids,
 )
 from wyoming_piper_stream.server.sentences import punctuate, split_sentences
-from wyoming_piper_stream.server.settings import DEFAULT_AUTO_PUNCTUATION as AUTO
+from wyoming_piper_stream.server.settings import SynthesisSettings
+
+AUTO = SynthesisSettings().auto_punctuation
 
 # ---------------------------------------------------------------- sentences
 
