@@ -28,6 +28,10 @@ from wyoming_piper_stream.server.scheduler import StepScheduler
 from wyoming_piper_stream.server.settings import LimitSettings, ServerSettings, SynthesisSettings
 from wyoming_piper_stream.voices.library import VoiceLibrary
 from wyoming_piper_stream.voices.settings import VoiceLibrarySettings
+from wyoming_piper_stream.web.settings import WebSettings, parse_allow
+
+if TYPE_CHECKING:
+    from aiohttp.web import AppRunner
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -81,12 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wyoming-piper-stream",
         description="Wyoming TTS server that streams Piper speech chunk by chunk",
     )
-    server, voices, synthesis, streamer, limits = (
+    server, voices, synthesis, streamer, limits, web = (
         ServerSettings,
         VoiceLibrarySettings,
         SynthesisSettings,
         StreamingSettings,
         LimitSettings,
+        WebSettings,
     )
     add = partial(_add, parser)
     add("--uri", server, "uri")
@@ -151,6 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         negated="load the default voice on first use instead of at start",
     )
+    add("--local-files-only", voices, "local_files_only", action="store_true")
+    parser.add_argument(
+        "--backend",
+        choices=("piper", "omnivoice"),
+        default="piper",
+        help="accepted for wyoming-piper's command line; only piper works (default: piper)",
+    )
+    add("--web-server", web, "web_server", action="store_true")
+    add("--web-server-host", web, "web_server_host")
+    add("--web-server-port", web, "web_server_port", kind=int)
+    add("--web-server-allow", web, "web_server_allow", action="append", default=[], metavar="CIDR")
     add("--debug", server, "debug", action="store_true")
     add("--log-format", server, "log_format")
     parser.add_argument("--version", action="version", version=__version__)
@@ -159,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_settings(argv: list[str]) -> ServerSettings:
     """Settings from the command line and ``WYOMING_PIPER_STREAM_ARGS``; exits on bad flags."""
+    return settings_from_args(parse_args(argv))
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The checked flags (from the command line and the environment); exits on bad ones."""
     parser = build_parser()
     env_args = os.environ.get(ENV_ARGS, "")
     try:
@@ -172,6 +193,16 @@ def parse_settings(argv: list[str]) -> ServerSettings:
         args.cache_dir = None
     args.data_dirs = tuple(args.data_dirs)
     args.download_dir = args.download_dir or next(iter(args.data_dirs), None)
+    if args.backend != "piper":
+        parser.exit(2, f"{parser.prog}: error: --backend {args.backend} is not supported\n")
+    try:
+        args.web_server_allow = parse_allow(args.web_server_allow)
+    except ValueError as error:
+        parser.error(f"invalid --web-server-allow: {error}")
+    return args
+
+
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     return _from_args(
         ServerSettings,
         args,
@@ -188,7 +219,12 @@ def _from_args(cls: type[_S], args: argparse.Namespace, **parts: Any) -> _S:
     return cls(**given, **parts)
 
 
-async def serve(settings: ServerSettings) -> None:
+def web_settings(args: argparse.Namespace, settings: ServerSettings) -> WebSettings:
+    """The web page's settings; uploads go where downloads go (as wyoming-piper's)."""
+    return _from_args(WebSettings, args, upload_dir=settings.voices.download_dir)
+
+
+async def serve(settings: ServerSettings, web: WebSettings | None = None) -> None:
     library = VoiceLibrary(settings.voices, settings.streamer)
     problem = library.default_voice_problem()
     if problem is not None:  # e.g. a Japanese voice without the [ja] extra: refuse to start
@@ -201,6 +237,7 @@ async def serve(settings: ServerSettings) -> None:
         connections = ConnectionSlots(settings.limits.max_connections)
         context = ServerContext(settings, library, scheduler, executor, connections)
         server = AsyncServer.from_uri(settings.uri)
+        page = await _start_web(web, context) if web and web.web_server else None
         if settings.zeroconf_name:
             await _announce(server, settings.zeroconf_name)
         preloading = asyncio.create_task(_preload(library)) if settings.preload else None
@@ -217,6 +254,20 @@ async def serve(settings: ServerSettings) -> None:
         finally:
             if preloading is not None:
                 preloading.cancel()
+            if page is not None:
+                await page.cleanup()
+
+
+async def _start_web(web: WebSettings, context: ServerContext) -> AppRunner:
+    from wyoming_piper_stream.web.app import PageContext, start_web
+
+    handler = partial(SpeechEventHandler, context)
+    page = PageContext(web, context.library, context.stats, handler, __version__)
+    try:
+        return await start_web(page)
+    except OSError as error:
+        where = f"{web.web_server_host}:{web.web_server_port}"
+        raise SystemExit(f"error: cannot serve the web page on {where}: {error}") from None
 
 
 async def _preload(library: VoiceLibrary) -> None:
@@ -238,12 +289,13 @@ async def _announce(server: AsyncServer, name: str) -> None:
 
 
 def run(argv: list[str] | None = None) -> None:
-    settings = parse_settings(sys.argv[1:] if argv is None else argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    settings = settings_from_args(args)
     level = logging.DEBUG if settings.debug else logging.INFO
     logging.basicConfig(level=level, format=settings.log_format)
     _LOGGER.debug("Settings: %s", settings)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, web_settings(args, settings)))
 
 
 if __name__ == "__main__":

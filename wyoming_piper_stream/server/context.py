@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wyoming.info import Info, TtsProgram
 
 from wyoming_piper_stream import __version__
 from wyoming_piper_stream.server.scheduler import StepScheduler
 from wyoming_piper_stream.server.settings import ServerSettings
+from wyoming_piper_stream.server.stats import ServerStats
 from wyoming_piper_stream.voices.library import PIPER_ATTRIBUTION, VoiceLibrary
 
 
@@ -38,6 +39,7 @@ class ServerContext:
     scheduler: StepScheduler
     executor: concurrent.futures.Executor
     connections: ConnectionSlots
+    stats: ServerStats = field(default_factory=ServerStats)
 
     def info(self) -> Info:
         return Info(

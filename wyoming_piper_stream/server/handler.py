@@ -132,6 +132,7 @@ class SpeechEventHandler(AsyncEventHandler):
     async def _fail(self, message: str, code: ErrorCode) -> None:
         _LOGGER.warning("Request failed: %s", message)
         if not self._failed and not self.writer.is_closing():
+            self.context.stats.record_failure()
             # Set before the write: while it drains, the job task and the read loop run,
             # and neither may write after the error (nor send a second one).
             self._failed = True

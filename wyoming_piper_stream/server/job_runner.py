@@ -99,6 +99,7 @@ class JobRunner:
             speaker = self.context.settings.synthesis.speaker
         speaker_id = ready.voice.speaker_id(speaker)
         await self._send_audio(ready, queued, speaker_id, stats)
+        self.context.stats.record(stats.record(ready.voice.config.sample_rate))
         _log(ready, job, stats)
 
     async def _send_audio(
@@ -118,7 +119,7 @@ class JobRunner:
         )
         await self._write(AudioStart(rate, _SAMPLE_WIDTH, _CHANNELS).event())
         async for audio in pcm:
-            stats.add(len(audio) // _SAMPLE_WIDTH)
+            stats.add(len(audio) // _SAMPLE_WIDTH, rate)
             for offset in range(0, len(audio), piece_bytes):
                 piece = audio[offset : offset + piece_bytes]
                 await self._write(AudioChunk(rate, _SAMPLE_WIDTH, _CHANNELS, piece).event())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from wyoming_piper_stream.server.stats import RequestRecord
+
 
 @dataclass(frozen=True)
 class SpeechJob:
@@ -19,13 +21,26 @@ class SpeechJob:
 
 @dataclass
 class JobStats:
-    """What a job produced, for the per-request log line."""
+    """What a job produced, for the per-request log line and the server's stats."""
 
     started: float = field(default_factory=time.perf_counter)
     first_audio: float | None = None
     samples: int = 0
+    stalls: int = 0
+    """Times audio came after what was sent before had played (a real-time player)."""
+    _plays_until: float = 0.0
 
-    def add(self, samples: int) -> None:
+    def add(self, samples: int, rate: int, now: float | None = None) -> None:
+        now = time.perf_counter() if now is None else now
         if self.first_audio is None:
-            self.first_audio = time.perf_counter()
+            self.first_audio = now
+        elif now > self._plays_until:
+            self.stalls += 1
+        self._plays_until = max(self._plays_until, now) + samples / rate
         self.samples += samples
+
+    def record(self, rate: int) -> RequestRecord:
+        """The finished job, for the server's stats."""
+        now = time.perf_counter()
+        first = (self.first_audio or now) - self.started
+        return RequestRecord(first, self.samples / rate, now - self.started, self.stalls)

@@ -100,6 +100,19 @@ class VoiceLibrary:
                 _LOGGER.warning("Skipping voice %s: %s", files.name, error)
         return sorted(voices, key=lambda v: v.name)
 
+    def config(self, files: VoiceFiles) -> VoiceConfig:
+        """The voice's JSON config, re-read only when the file changed."""
+        return self._config(files.config)
+
+    def loaded_names(self) -> list[str]:
+        """Voices loaded now, least recently used first."""
+        return list(self._loaded)
+
+    def forget(self, name: str) -> None:
+        """Drop a loaded voice whose files are gone (deleted through the web page)."""
+        self._loaded.pop(name, None)
+        self._failed.pop(name, None)
+
     def _config(self, path: Path) -> VoiceConfig:
         try:
             mtime = path.stat().st_mtime
@@ -147,13 +160,19 @@ class VoiceLibrary:
     def _find_and_prepare(self, name: str) -> ReadyVoice:
         files = self.find().get(name)
         download_dir = self.settings.download_dir
-        if files is None and name == self.settings.default_voice and download_dir is not None:
+        if (
+            files is None
+            and name == self.settings.default_voice
+            and download_dir is not None
+            and not self.settings.local_files_only
+        ):
             # Only the configured default voice is fetched: a client cannot make
             # the server download whatever it names.
             download_voice(name, self._download_settings(download_dir))
             files = self.find().get(name)
         if files is None:
-            raise VoiceError(f"unknown voice {name!r}")
+            offline = " (--local-files-only)" if self.settings.local_files_only else ""
+            raise VoiceError(f"unknown voice {name!r}{offline}")
         from wyoming_piper_stream.voices.builder import (
             VoiceBuilder,  # heavy: numpy, onnxruntime, espeak-ng
         )

@@ -25,6 +25,7 @@ class VoiceLibrarySettings:
     download_dir: Path | None = setting(None, "where downloaded voices go", shown="first data dir")
     catalogue_url: str | None = setting(None, "URL of `voices.json`", shown="Piper's catalogue")
     update_voices: bool = setting(False, "refresh the catalogue")
+    local_files_only: bool = setting(False, "never use the network: no catalogue, no downloads")
     max_voices: int = setting(2, "voices kept loaded (least recently used is dropped)", minimum=1)
     threads: int = setting(0, "onnxruntime threads per graph", minimum=0, shown="0 (auto)")
     use_cuda: bool = setting(
