@@ -141,7 +141,11 @@ function drawPlot() {
   const w = canvas.width - pad - 8;
   const h = canvas.height - pad - 8;
   const now = (performance.now() - plot.t0) / 1000;
-  if (plot.running) plot.points.push({ t: now, arrived: plot.received, played: playedSeconds() });
+  const playing = plot.audio && plot.startAt && plot.audio.currentTime < plot.startAt + plot.scheduled;
+  if (plot.running || playing) {
+    plot.points.push({ t: now, arrived: plot.received, played: playedSeconds() });
+  }
+  $("try-figures").dataset.playedSeconds = playedSeconds().toFixed(3);
   const last = plot.points[plot.points.length - 1] || { t: 1, arrived: 1 };
   const maxT = Math.max(1, last.t);
   const maxY = Math.max(1, plot.received || 0);
@@ -162,9 +166,7 @@ function drawPlot() {
     plot.points.forEach((p, i) => (i ? g.lineTo(x(p.t), y(p[key])) : g.moveTo(x(p.t), y(p[key]))));
     g.stroke();
   }
-  const playing = plot.audio && plot.startAt && plot.audio.currentTime < plot.startAt + plot.scheduled;
   if (plot.running || playing) requestAnimationFrame(drawPlot);
-  else plot.points.push({ t: now, arrived: plot.received, played: playedSeconds() });
 }
 
 function showFigures(figures) {
@@ -257,6 +259,7 @@ async function speak(event) {
     plot.running = false;
     button.disabled = false;
   }
+  await Promise.all([loadVoices(), loadStatus()]); // "loaded" and the counters changed
 }
 
 // ---------------------------------------------------------------- status
