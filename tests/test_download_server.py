@@ -241,3 +241,22 @@ async def test_client_cannot_make_the_server_download_another_catalogue_voice(
 
     assert not any(OTHER in path for path in catalogue.requested()), catalogue.requested()
     assert not any(name.startswith(OTHER) for name in listing(voices_dir))
+
+
+async def test_local_files_only_never_uses_the_network(
+    tmp_path: Path, voices_dir: Path, catalogue: _CatalogueServer
+) -> None:
+    # The same catalogue and --voice that the first test downloads, even with
+    # --update-voices: with --local-files-only nothing is fetched, ever.
+    catalogue.publish(catalogue.add_voice(VOICE, FIXTURE))
+    args = ("--voice", VOICE, "--data-dir", str(voices_dir), "--voices-url", catalogue.url)
+    with run_server(tmp_path / "logs", *args, "--update-voices", "--local-files-only") as server:
+        assert VOICE not in await voice_names(server)
+        reply = await exchange(server.uri, synthesize_events(TEXT), "audio-stop", ERROR_TIMEOUT)
+        assert reply.closed, f"connection left open after {reply.types}"
+        assert "--local-files-only" in error_text(reply.events)
+        events, pcm = await synthesize(server.uri, TEXT, SynthesizeVoice(name=JOE))
+        assert events[-1].type == "audio-stop" and len(pcm) > 22050  # voices on disk still speak
+    assert catalogue.requested() == []
+    assert listing(voices_dir) == []
+    assert "Traceback" not in server.log(), server.log_tail()

@@ -6,6 +6,7 @@ Percentiles come from the most recent ``WINDOW`` requests, so memory stays bound
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -50,7 +51,8 @@ def percentile(values: list[float], fraction: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
+    rank = math.ceil(fraction * len(ordered) - 1e-9)  # 0.95 * 100 is 95.00000000000001
+    index = min(len(ordered), max(1, rank)) - 1
     return ordered[index]
 
 
