@@ -56,7 +56,7 @@ def test_a_typo_in_the_allow_list_is_an_error() -> None:
 @pytest.mark.parametrize(("allow", "status"), [("10.0.0.0/8", 403), ("127.0.0.1/32", 200)])
 async def test_allow_list_guards_every_route(tmp_path: Path, allow: str, status: int) -> None:
     forged = {"X-Forwarded-For": "10.0.0.1", "X-Real-IP": "10.0.0.1"}
-    async with page(tmp_path, allow=parse_allow([allow])) as client:
+    async with page(tmp_path, web_server_allow=parse_allow([allow])) as client:
         for path in ("/", "/api/voices", "/api/status", "/static/app.js"):
             response = await client.get(path, headers=forged)
             assert response.status == status, path
