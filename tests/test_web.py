@@ -193,3 +193,18 @@ async def test_bad_uploads_get_a_message_and_leave_nothing(
     assert message in reply["error"]
     assert folder_listing(web.voices_dir) == before  # no temp file, no half voice
     assert "fresh" not in await voice_names(web)
+
+
+async def test_a_page_that_leaves_mid_stream_harms_nobody(web: WebServer) -> None:
+    long_text = " ".join([TEXT] * 20)
+    async with (
+        aiohttp.ClientSession(timeout=PAGE_TIMEOUT) as session,
+        session.post(web.url + "api/speak", json={"text": long_text}) as response,
+    ):
+        assert response.status == 200
+        first = await response.content.readany()
+        assert first  # audio is streaming; now the page goes away
+    _, pcm = await synthesize(web.server.uri, TEXT)
+    assert len(pcm) > 22050  # the next request is served as usual
+    status, body = await call("GET", web.url + "api/status")
+    assert status == 200 and body["requests"] >= 1

@@ -159,30 +159,43 @@ async def _speak(request: web.Request) -> web.StreamResponse:
     context = request.app[_CONTEXT]
     async with local_connection(context.speak) as (reader, writer):
         await request_speech(writer, text, voice or None, speaker or None)
-        event = await next_event(reader, EVENT_TIMEOUT)
+        try:
+            event = await next_event(reader, EVENT_TIMEOUT)
+        except TimeoutError:
+            return _error(504, f"no audio within {EVENT_TIMEOUT:.0f} s")
         if event is None or not AudioStart.is_type(event.type):
             message = Error.from_event(event).text if event and Error.is_type(event.type) else ""
             return _error(400, message or "the server ended the request without audio")
-        start = AudioStart.from_event(event)
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "application/octet-stream",
-                "Cache-Control": "no-store",
-                "X-Audio-Rate": str(start.rate),
-                "X-Audio-Width": str(start.width),
-                "X-Audio-Channels": str(start.channels),
-            }
-        )
+        response = _audio_response(AudioStart.from_event(event))
         await response.prepare(request)
-        # A page that goes away ends this loop (write fails): the connection closes and
-        # the handler stops the job.
-        while (event := await next_event(reader, EVENT_TIMEOUT)) is not None:
-            if AudioChunk.is_type(event.type):
-                await response.write(event.payload or b"")
-            elif AudioStop.is_type(event.type) or Error.is_type(event.type):
-                break
-        await response.write_eof()
+        try:
+            await _stream_audio(reader, response)
+        except (ConnectionError, TimeoutError) as error:
+            # The page went away (or the handler went silent): leaving the block closes
+            # the connection, and the handler stops the job.
+            _LOGGER.info("Try-it stream ended early: %s", error or type(error).__name__)
         return response
+
+
+def _audio_response(start: AudioStart) -> web.StreamResponse:
+    return web.StreamResponse(
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Cache-Control": "no-store",
+            "X-Audio-Rate": str(start.rate),
+            "X-Audio-Width": str(start.width),
+            "X-Audio-Channels": str(start.channels),
+        }
+    )
+
+
+async def _stream_audio(reader: asyncio.StreamReader, response: web.StreamResponse) -> None:
+    while (event := await next_event(reader, EVENT_TIMEOUT)) is not None:
+        if AudioChunk.is_type(event.type):
+            await response.write(event.payload or b"")
+        elif AudioStop.is_type(event.type) or Error.is_type(event.type):
+            break
+    await response.write_eof()
 
 
 async def _save_part(part: BodyPartReader, path: Path, budget: int) -> int:

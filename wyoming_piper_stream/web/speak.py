@@ -1,4 +1,4 @@
-""" "Try it": the page's request goes through the server's own Wyoming handler.
+"""The page's "try it" goes through the server's own Wyoming handler.
 
 A socket pair connects an in-process client to a handler made by the same factory
 the Wyoming server uses, so a page request takes the same path as Home Assistant's:
