@@ -72,3 +72,24 @@ async def test_upload_over_the_limit_is_refused_and_leaves_nothing(tmp_path: Pat
     assert response.status == 413
     assert "too large" in body["error"]
     assert folder_listing(tmp_path) == []
+
+
+def test_the_web_layer_uses_only_the_servers_stats() -> None:
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "wyoming_piper_stream"
+    used = set()
+    for path in (package / "web").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "wyoming_piper_stream.server"
+            ):
+                used.add(node.module)
+    assert used == {"wyoming_piper_stream.server.stats"}
+    importers = [
+        path.relative_to(package)
+        for path in package.rglob("*.py")
+        if "wyoming_piper_stream.web" in path.read_text(encoding="utf-8")
+        and path.parent.name != "web"
+    ]
+    assert [str(p) for p in importers] == ["__main__.py"]

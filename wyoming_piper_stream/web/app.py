@@ -14,9 +14,9 @@ import logging
 import resource
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.typedefs import Handler
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
 
@@ -93,7 +93,7 @@ async def start_web(context: PageContext) -> web.AppRunner:
 
 
 @web.middleware
-async def _allow_list(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _allow_list(request: web.Request, handler: Handler) -> web.StreamResponse:
     # request.remote is the TCP peer: forwarded headers are never trusted here.
     if not is_allowed(request.remote, request.app[_CONTEXT].settings.web_server_allow):
         _LOGGER.warning("Refused web request from %s (--web-server-allow)", request.remote)
