@@ -80,8 +80,11 @@ function renderVoices() {
 function renderSpeakers() {
   const voice = voices.find((v) => v.name === $("try-voice").value);
   const select = $("try-speaker");
+  const chosen = select.value;
   select.replaceChildren(new Option("default", ""));
-  for (const speaker of voice ? voice.speakers : []) select.append(new Option(speaker, speaker));
+  for (const speaker of voice ? voice.speakers : []) {
+    select.append(new Option(speaker, speaker, false, speaker === chosen));
+  }
   select.disabled = !voice || voice.speakers.length === 0;
 }
 
