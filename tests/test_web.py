@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 from server_util import JOE, describe, synthesize
 from web_util import (
+    CHANGE,
     PAGE_TIMEOUT,
     TINY_SINGLE,
     WebServer,
@@ -82,7 +83,9 @@ async def test_try_it_streams_the_handlers_audio_and_counts_in_status(web: WebSe
     voice = {"voice": "tiny-multi", "speaker": "bob"}
     async with (
         aiohttp.ClientSession(timeout=PAGE_TIMEOUT) as session,
-        session.post(web.url + "api/speak", json={"text": TEXT, **voice}) as response,
+        session.post(
+            web.url + "api/speak", json={"text": TEXT, **voice}, headers=CHANGE
+        ) as response,
     ):
         assert response.status == 200
         assert response.headers["X-Audio-Rate"] == "22050"
@@ -199,7 +202,7 @@ async def test_a_page_that_leaves_mid_stream_harms_nobody(web: WebServer) -> Non
     long_text = " ".join([TEXT] * 20)
     async with (
         aiohttp.ClientSession(timeout=PAGE_TIMEOUT) as session,
-        session.post(web.url + "api/speak", json={"text": long_text}) as response,
+        session.post(web.url + "api/speak", json={"text": long_text}, headers=CHANGE) as response,
     ):
         assert response.status == 200
         first = await response.content.readany()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from web_util import TINY_SINGLE, folder_listing, voice_form
+from web_util import CHANGE, TINY_SINGLE, folder_listing, voice_form
 
 from wyoming_piper_stream.engine.settings import StreamingSettings
 from wyoming_piper_stream.server.stats import ServerStats
@@ -60,14 +60,14 @@ async def test_allow_list_guards_every_route(tmp_path: Path, allow: str, status:
         for path in ("/", "/api/voices", "/api/status", "/static/app.js"):
             response = await client.get(path, headers=forged)
             assert response.status == status, path
-        response = await client.delete("/api/voices/anything")
+        response = await client.delete("/api/voices/anything", headers=CHANGE)
         assert response.status == (403 if status == 403 else 404)
 
 
 async def test_upload_over_the_limit_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
     model, config = TINY_SINGLE.with_suffix(".onnx"), TINY_SINGLE.with_suffix(".onnx.json")
     async with page(tmp_path, max_upload_bytes=model.stat().st_size // 2) as client:
-        response = await client.post("/api/voices", data=voice_form(model, config))
+        response = await client.post("/api/voices", data=voice_form(model, config), headers=CHANGE)
         body = await response.json()
     assert response.status == 413
     assert "too large" in body["error"]
@@ -93,3 +93,21 @@ def test_the_web_layer_uses_only_the_servers_stats() -> None:
         and path.parent.name != "web"
     ]
     assert [str(p) for p in importers] == ["__main__.py"]
+
+
+async def test_changes_without_the_page_header_are_refused(tmp_path: Path) -> None:
+    """A form or script of another site cannot send the header without a preflight."""
+    model, config = TINY_SINGLE.with_suffix(".onnx"), TINY_SINGLE.with_suffix(".onnx.json")
+    async with page(tmp_path) as client:
+        upload = await client.post("/api/voices", data=voice_form(model, config))
+        body = await upload.json()
+        speak = await client.post("/api/speak", json={"text": "hello"})
+        delete = await client.delete("/api/voices/tiny-single")
+        preflight = await client.options(
+            "/api/voices",
+            headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+    assert (upload.status, speak.status, delete.status) == (403, 403, 403)
+    assert "X-Requested-With" in body["error"]
+    assert "Access-Control-Allow-Origin" not in preflight.headers
+    assert folder_listing(tmp_path) == []

@@ -14,6 +14,8 @@ import pytest
 from server_util import FIXTURE_VOICES, ServerProcess, free_port, run_server
 
 TINY_SINGLE = FIXTURE_VOICES / "tiny-single"
+CHANGE = {"X-Requested-With": "piper-stream"}
+"""The header the page sends with every change (POST, DELETE)."""
 PAGE_TIMEOUT = aiohttp.ClientTimeout(total=120)
 
 
@@ -74,6 +76,6 @@ async def call(method: str, url: str, **kwargs: object) -> tuple[int, dict]:
     """One HTTP request to the page; its status and JSON body."""
     async with (
         aiohttp.ClientSession(timeout=PAGE_TIMEOUT) as session,
-        session.request(method, url, **kwargs) as response,  # type: ignore[arg-type]
+        session.request(method, url, headers=CHANGE, **kwargs) as response,  # type: ignore[arg-type]
     ):
         return response.status, await response.json()

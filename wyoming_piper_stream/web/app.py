@@ -43,6 +43,9 @@ STATIC = Path(__file__).parent / "static"
 EVENT_TIMEOUT = 120.0
 """Seconds to wait for the handler's next event (the first may wait for a voice to load)."""
 MAX_TEXT_FIELD = 100_000
+CHANGE_HEADER = ("X-Requested-With", "piper-stream")
+"""Required on every POST and DELETE: a form or script of another site cannot send it
+without a CORS preflight, which this server never grants (the page has no login)."""
 RELOAD_HINT = "Home Assistant sees the change at its next describe (reload the integration)."
 
 
@@ -61,7 +64,8 @@ _CONTEXT = web.AppKey("context", PageContext)
 
 
 def make_app(context: PageContext) -> web.Application:
-    app = web.Application(middlewares=[_allow_list], client_max_size=MAX_TEXT_FIELD)
+    middlewares = [_allow_list, _same_site_changes]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_TEXT_FIELD)
     app[_CONTEXT] = context
     app.router.add_get("/", _index)
     app.router.add_get("/api/voices", _voices)
@@ -98,6 +102,14 @@ async def _allow_list(request: web.Request, handler: Handler) -> web.StreamRespo
     if not is_allowed(request.remote, request.app[_CONTEXT].settings.web_server_allow):
         _LOGGER.warning("Refused web request from %s (--web-server-allow)", request.remote)
         return web.Response(status=403, text="Forbidden\n")
+    return await handler(request)
+
+
+@web.middleware
+async def _same_site_changes(request: web.Request, handler: Handler) -> web.StreamResponse:
+    name, value = CHANGE_HEADER
+    if request.method not in ("GET", "HEAD") and request.headers.get(name) != value:
+        return _error(403, f"refused: a change needs the header {name}: {value}")
     return await handler(request)
 
 

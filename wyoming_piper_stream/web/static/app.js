@@ -5,6 +5,7 @@
 const $ = (id) => document.getElementById(id);
 const STATUS_EVERY_MS = 2000;
 const START_DELAY = 0.05; // seconds between the first chunk's arrival and its playback
+const CHANGE = { "X-Requested-With": "piper-stream" }; // the server refuses changes without it
 let voices = [];
 
 function say(id, text, isError = false) {
@@ -102,7 +103,8 @@ async function loadVoices() {
 
 async function deleteVoice(name) {
   try {
-    const body = await getJson(`api/voices/${encodeURIComponent(name)}`, { method: "DELETE" });
+    const url = `api/voices/${encodeURIComponent(name)}`;
+    const body = await getJson(url, { method: "DELETE", headers: CHANGE });
     say("voices-message", body.message);
   } catch (error) {
     say("voices-message", `Not deleted: ${error.message}`, true);
@@ -116,7 +118,8 @@ async function upload(event) {
   button.disabled = true;
   say("upload-message", "Uploading and checking the voice…");
   try {
-    const body = await getJson("api/voices", { method: "POST", body: new FormData($("upload-form")) });
+    const form = new FormData($("upload-form"));
+    const body = await getJson("api/voices", { method: "POST", headers: CHANGE, body: form });
     say("upload-message", body.message);
     $("upload-form").reset();
   } catch (error) {
@@ -208,7 +211,7 @@ async function speak(event) {
   try {
     const response = await fetch("api/speak", {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", ...CHANGE },
       body: JSON.stringify({
         text: $("try-text").value,
         voice: $("try-voice").value,
