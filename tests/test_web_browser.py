@@ -91,6 +91,13 @@ def test_page_in_chromium(web: WebServer, browser: object, tmp_path: Path) -> No
     row = f'#voices tr[data-voice="{JOE}"]'
     wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the embedded voice")
     assert "embedded" in driver.find_element(By.CSS_SELECTOR, row).text
+    unnamed = driver.execute_script(
+        """return [...document.querySelectorAll("input, select, textarea, button, canvas")]
+            .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute("aria-label")
+                && !e.textContent.trim())
+            .map((e) => e.outerHTML);"""
+    )
+    assert unnamed == [], f"controls without an accessible name: {unnamed}"
 
     # Try it: streamed PCM is scheduled on a Web Audio context as it arrives.
     text = driver.find_element(By.ID, "try-text")
