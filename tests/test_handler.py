@@ -70,6 +70,9 @@ class StubLibrary:
     def describe(self) -> list[TtsVoice]:
         return []
 
+    def default_voice_status(self) -> dict[str, object]:
+        return {"name": VOICE, "ready": True, "state": "ready"}
+
 
 class FakeWriter:
     """Collects what the handler writes and feeds it to a reader the test parses."""

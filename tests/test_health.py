@@ -14,11 +14,24 @@ from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
 from wyoming.server import AsyncEventHandler, AsyncTcpServer
 
 from wyoming_piper_stream.health import async_main
+from wyoming_piper_stream.server.status import DEFAULT_VOICE, STATUS_KEY
 
 ATTRIBUTION = Attribution(name="test", url="https://example.invalid")
 
 
-def make_info(voices: list[str]) -> Info:
+def make_info(voices: list[str], state: str | None = "ready") -> Event:
+    """Info as our server sends it: the default voice (the first) in ``state``;
+    ``state=None`` leaves our status out, as other Wyoming servers do."""
+    event = make_plain_info(voices).event()
+    if state is not None:
+        name = voices[0] if voices else "none"
+        event.data[STATUS_KEY] = {
+            DEFAULT_VOICE: {"name": name, "ready": state == "ready", "state": state}
+        }
+    return event
+
+
+def make_plain_info(voices: list[str]) -> Info:
     tts_voices = [
         TtsVoice(
             name=name,
@@ -44,13 +57,13 @@ def make_info(voices: list[str]) -> Info:
 class InfoHandler(AsyncEventHandler):
     """Answers describe with a fixed info (or never answers when info is None)."""
 
-    def __init__(self, info: Info | None, *args, **kwargs) -> None:
+    def __init__(self, info: Event | None, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.info = info
 
     async def handle_event(self, event: Event) -> bool:
         if Describe.is_type(event.type) and self.info is not None:
-            await self.write_event(self.info.event())
+            await self.write_event(self.info)
         return True
 
 
@@ -61,7 +74,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-StartServer = Callable[[Info | None], Awaitable[str]]
+StartServer = Callable[[Event | None], Awaitable[str]]
 
 
 @pytest.fixture
@@ -69,7 +82,7 @@ async def serve() -> AsyncIterator[StartServer]:
     """Start an in-test Wyoming server; returns its URI."""
     servers: list[AsyncTcpServer] = []
 
-    async def start(info: Info | None) -> str:
+    async def start(info: Event | None) -> str:
         server = AsyncTcpServer("127.0.0.1", 0)
         await server.start(lambda *args: InfoHandler(info, *args))
         servers.append(server)
@@ -83,9 +96,23 @@ async def serve() -> AsyncIterator[StartServer]:
 
 
 async def test_healthy_server_exits_zero(serve, capsys) -> None:
-    uri = await serve(make_info(["tiny-voice"]))
+    uri = await serve(make_info(["tiny-voice", "other"]))
     assert await async_main(["--uri", uri, "--timeout", "5"]) == 0
-    assert "tiny-voice" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith("healthy: default voice tiny-voice ready; 2 voice(s)")
+
+
+@pytest.mark.parametrize("state", ["loading", "not loaded yet", "failed to load: no such file"])
+async def test_default_voice_not_usable_is_unhealthy(serve, capsys, state: str) -> None:
+    uri = await serve(make_info(["tiny-voice"], state))
+    assert await async_main(["--uri", uri, "--timeout", "5"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"unhealthy: default voice tiny-voice is not usable: {state}"
+
+
+async def test_server_not_saying_whether_its_voice_is_usable_fails(serve, capsys) -> None:
+    uri = await serve(make_info(["tiny-voice"], state=None))
+    assert await async_main(["--uri", uri, "--timeout", "5"]) == 1
+    assert "does not say whether its default voice is usable" in capsys.readouterr().err
 
 
 async def test_dead_port_fails_with_clear_message(capsys) -> None:

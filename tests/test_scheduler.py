@@ -14,6 +14,7 @@ from wyoming_piper_stream.engine.pacing import PlaybackClock
 from wyoming_piper_stream.server.scheduler import (
     FIRST_AUDIO_BUDGET,
     HOLD_SECONDS,
+    SchedulerClosed,
     StepScheduler,
     TurnPolicy,
     _Entry,
@@ -139,3 +140,36 @@ def test_one_slot_runs_one_step_at_a_time_across_threads() -> None:
         thread.join(10)
     assert not any(thread.is_alive() for thread in threads)
     assert most == 1
+
+
+def test_close_refuses_waiting_and_later_steps() -> None:
+    """At shutdown no worker may wait for a turn: the pool could never finish."""
+    scheduler = StepScheduler(1)
+    outcomes: list[str] = []
+    holding, release, waiting = threading.Event(), threading.Event(), threading.Event()
+
+    def blocker() -> None:
+        with scheduler.turn(0.0):
+            holding.set()
+            release.wait(5)
+
+    def waiter() -> None:
+        try:
+            waiting.set()
+            with scheduler.turn(1.0):
+                outcomes.append("ran")
+        except SchedulerClosed:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=blocker), threading.Thread(target=waiter)]
+    threads[0].start()
+    assert holding.wait(5)
+    threads[1].start()
+    assert waiting.wait(5)
+    scheduler.close()
+    threads[1].join(5)
+    assert outcomes == ["refused"]  # while the blocker still holds the slot
+    release.set()
+    threads[0].join(5)
+    waiter()
+    assert outcomes == ["refused", "refused"]

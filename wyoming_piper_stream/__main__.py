@@ -11,13 +11,14 @@ import os
 import shlex
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import Field, fields
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from wyoming.server import AsyncServer, AsyncTcpServer
+from wyoming.server import AsyncServer, AsyncTcpServer, AsyncUnixServer, HandlerFactory
 
 from wyoming_piper_stream import __version__
 from wyoming_piper_stream.engine.settings import StreamingSettings
@@ -224,7 +225,17 @@ def web_settings(args: argparse.Namespace, settings: ServerSettings) -> WebSetti
     return _from_args(WebSettings, args, upload_dir=settings.voices.download_dir)
 
 
-async def serve(settings: ServerSettings, web: WebSettings | None = None) -> None:
+EXIT_OK, EXIT_FAILED = 0, 1
+SHUTDOWN_SECONDS = 1.0
+"""How long connections get to close at shutdown before the process ends anyway."""
+
+
+class StartError(Exception):
+    """The server cannot start; the message is one line for the user."""
+
+
+async def serve(settings: ServerSettings, web: WebSettings | None = None) -> int:
+    """Serve until SIGINT/SIGTERM (exit code 0) or a failed start (1)."""
     library = VoiceLibrary(settings.voices, settings.streamer)
     problem = library.default_voice_problem()
     if problem is not None:  # e.g. a Japanese voice without the [ja] extra: refuse to start
@@ -232,30 +243,78 @@ async def serve(settings: ServerSettings, web: WebSettings | None = None) -> Non
     # A worker thread per connection that may be speaking; they take turns for
     # the cores in the scheduler, not in the pool.
     workers = settings.limits.max_connections
-    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="synth") as executor:
-        scheduler = StepScheduler(settings.limits.max_concurrent_synthesis)
-        connections = ConnectionSlots(settings.limits.max_connections)
-        context = ServerContext(settings, library, scheduler, executor, connections)
-        server = AsyncServer.from_uri(settings.uri)
-        page = await _start_web(web, context) if web and web.web_server else None
+    executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="synth")
+    scheduler = StepScheduler(settings.limits.max_concurrent_synthesis)
+    connections = ConnectionSlots(settings.limits.max_connections)
+    context = ServerContext(settings, library, scheduler, executor, connections)
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[int] = loop.create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, _finish, stop, EXIT_OK)
+    server = AsyncServer.from_uri(settings.uri)
+    try:
+        serving = await _start(server, partial(SpeechEventHandler, context))
+    except StartError as error:
+        _LOGGER.error("%s", error)
+        return EXIT_FAILED
+    page = await _start_web(web, context) if web and web.web_server else None
+    _LOGGER.info("Ready on %s (default voice %s)", settings.uri, library.default_voice_name)
+    preloading = asyncio.create_task(_preload(library, stop)) if settings.preload else None
+    try:
         if settings.zeroconf_name:
             await _announce(server, settings.zeroconf_name)
-        preloading = asyncio.create_task(_preload(library)) if settings.preload else None
-        _LOGGER.info("Ready on %s (default voice %s)", settings.uri, library.default_voice_name)
-        server_task = asyncio.create_task(server.run(partial(SpeechEventHandler, context)))
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, server_task.cancel)
+        ending: list[asyncio.Future[Any]] = [stop, serving]
+        await asyncio.wait(ending, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await _shut_down(server, context, serving, preloading)
+        if page is not None:
+            await page.cleanup()
+    return stop.result() if stop.done() else EXIT_OK
+
+
+def _finish(stop: asyncio.Future[int], code: int) -> None:
+    if not stop.done():
+        stop.set_result(code)
+
+
+async def _start(server: AsyncServer, handler: HandlerFactory) -> asyncio.Future[None]:
+    """Bind the socket (or open stdio); the returned future ends when the server does."""
+    if isinstance(server, AsyncTcpServer | AsyncUnixServer):
         try:
-            await server_task
-        except asyncio.CancelledError:
-            _LOGGER.info("Server stopped")
-        finally:
-            if preloading is not None:
-                preloading.cancel()
-            if page is not None:
-                await page.cleanup()
+            await server.start(handler)
+        except OSError as error:
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise StartError(f"cannot listen on {_address(server)}: {reason}") from None
+        return asyncio.get_running_loop().create_future()  # a socket serves until stopped
+    return asyncio.ensure_future(server.run(handler))  # stdio: until stdin ends
+
+
+def _address(server: AsyncTcpServer | AsyncUnixServer) -> str:
+    if isinstance(server, AsyncTcpServer):
+        return f"tcp://{server.host}:{server.port}"
+    return f"unix://{server.socket_path}"
+
+
+async def _shut_down(
+    server: AsyncServer,
+    context: ServerContext,
+    serving: asyncio.Future[None],
+    preloading: asyncio.Task[None] | None,
+) -> None:
+    """Stop within a second whatever runs: workers, waiting steps, clients, a voice load."""
+    _LOGGER.info("Stopping")
+    context.shutdown.set()  # before the scheduler: a refused step must not reach a client
+    context.scheduler.close()
+    if preloading is not None:
+        preloading.cancel()  # the load itself runs on in a daemon thread
+    serving.cancel()
+    await server.stop()  # no new connections
+    if not await context.connections.close_all(SHUTDOWN_SECONDS):
+        _LOGGER.warning("Connections still open after %.0f s", SHUTDOWN_SECONDS)
+    # Running steps end within one chunk; nothing new starts.
+    context.executor.shutdown(wait=False, cancel_futures=True)
+    _LOGGER.info("Server stopped")
 
 
 async def _start_web(web: WebSettings, context: ServerContext) -> AppRunner:
@@ -270,12 +329,13 @@ async def _start_web(web: WebSettings, context: ServerContext) -> AppRunner:
         raise SystemExit(f"error: cannot serve the web page on {where}: {error}") from None
 
 
-async def _preload(library: VoiceLibrary) -> None:
-    """Load the default voice in the background, so the first request is fast."""
+async def _preload(library: VoiceLibrary, stop: asyncio.Future[int]) -> None:
+    """Load the default voice in the background; a voice that cannot load stops the server."""
     try:
         await library.get(None)
-    except Exception as error:  # reported here; requests report it again
-        _LOGGER.error("Cannot load default voice %s: %s", library.default_voice_name, error)
+    except Exception as error:  # one line: the reason is the message
+        _LOGGER.error("Cannot load the default voice %s: %s", library.default_voice_name, error)
+        _finish(stop, EXIT_FAILED)
 
 
 async def _announce(server: AsyncServer, name: str) -> None:
@@ -294,8 +354,24 @@ def run(argv: list[str] | None = None) -> None:
     level = logging.DEBUG if settings.debug else logging.INFO
     logging.basicConfig(level=level, format=settings.log_format)
     _LOGGER.debug("Settings: %s", settings)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, web_settings(args, settings)))
+    code = EXIT_OK
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the server took over SIGINT
+        code = asyncio.run(serve(settings, web_settings(args, settings)))
+    _exit(code)
+
+
+def _exit(code: int) -> None:
+    """Exit; at once if a voice still loads in its daemon thread.
+
+    The interpreter's normal exit tears down onnxruntime under that thread,
+    which aborts the process (SIGABRT) instead of exiting with ``code``.
+    """
+    if any(thread.daemon and thread.is_alive() for thread in threading.enumerate()):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

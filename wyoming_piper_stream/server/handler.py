@@ -40,7 +40,7 @@ class SpeechEventHandler(AsyncEventHandler):
 
     async def run(self) -> None:
         """Like wyoming's loop, but bad input and idle clients get a clear end."""
-        admitted = self.context.connections.enter()
+        admitted = self.context.connections.enter(self)
         try:
             if not admitted:
                 await self._fail("server busy: too many connections", ErrorCode.BUSY)
@@ -52,9 +52,9 @@ class SpeechEventHandler(AsyncEventHandler):
             # e.g. Home Assistant gave up on describe (1 s) and closed before the info
             _LOGGER.info("Client went away before reading the reply")
         finally:
-            self.context.connections.leave()
             await self.disconnect()
             self.writer.close()
+            self.context.connections.leave(self)
 
     async def _read_event(self) -> Event | None:
         """The next event; None at the end (EOF, idle or unreadable input)."""
@@ -97,7 +97,7 @@ class SpeechEventHandler(AsyncEventHandler):
 
     async def handle_event(self, event: Event) -> bool:
         if Describe.is_type(event.type):
-            await self.write_event(self.context.info().event())
+            await self.write_event(self.context.info_event())
             return True
         try:
             self.jobs.add(self._dispatch(event))
@@ -142,3 +142,8 @@ class SpeechEventHandler(AsyncEventHandler):
 
     async def disconnect(self) -> None:
         self.jobs.cancel()
+
+    def abort(self) -> None:
+        """Close the connection now, dropping unsent audio (a client may have stopped reading)."""
+        self._failed = True  # nothing more is written
+        self.writer.transport.abort()

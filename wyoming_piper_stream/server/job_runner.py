@@ -116,6 +116,7 @@ class JobRunner:
                 ready, queued.job, settings, speaker_id, stop, queued.clock, gate
             ),
             self.context.executor,
+            shutdown=self.context.shutdown,
         )
         await self._write(AudioStart(rate, _SAMPLE_WIDTH, _CHANNELS).event())
         async for audio in pcm:

@@ -47,6 +47,10 @@ class _Entry:
     owner: object = field(compare=False)
 
 
+class SchedulerClosed(RuntimeError):
+    """The server is shutting down: no step starts any more."""
+
+
 class TurnPolicy:
     """Who may start a step now (pure: the caller holds the lock and says what time it is)."""
 
@@ -71,6 +75,11 @@ class TurnPolicy:
             return 0.0
         return max(0.0, until - now)
 
+    def withdraw(self, entry: _Entry) -> None:
+        """A waiting step that will not run."""
+        self._waiting.remove(entry)
+        heapq.heapify(self._waiting)
+
     def start(self, entry: _Entry) -> None:
         heapq.heappop(self._waiting)
         self.running += 1
@@ -93,6 +102,13 @@ class StepScheduler:
         self._policy = TurnPolicy(slots)
         self._order = itertools.count()  # equal deadlines: first come, first served
         self._changed = threading.Condition()
+        self._closed = False
+
+    def close(self) -> None:
+        """Refuse every waiting and later step, so no worker waits for a turn at shutdown."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
 
     @contextlib.contextmanager
     def turn(self, deadline: float, owner: object | None = None) -> Iterator[None]:
@@ -101,7 +117,14 @@ class StepScheduler:
         with self._changed:
             self._policy.enqueue(entry)
             while (wait := self._policy.wait_seconds(entry, self.clock())) != 0.0:
+                if self._closed:
+                    self._policy.withdraw(entry)
+                    self._changed.notify_all()
+                    raise SchedulerClosed("the server is shutting down")
                 self._changed.wait(wait)
+            if self._closed:
+                self._policy.withdraw(entry)
+                raise SchedulerClosed("the server is shutting down")
             self._policy.start(entry)
         try:
             yield

@@ -2,7 +2,9 @@
 
 The event loop never runs the encoder or decoder: a worker thread produces PCM per
 decoded chunk into a small bounded queue (a client that reads slowly stalls only
-its own worker), and stops within one chunk when the consumer goes away.
+its own worker), and stops within one chunk when the consumer goes away or the
+server shuts down (a worker blocked on a full queue would otherwise keep the
+thread pool, and so the process, from ever ending).
 """
 
 from __future__ import annotations
@@ -39,11 +41,18 @@ class ThreadedIterator(Generic[_T]):
         make_iterator: Callable[[threading.Event], Iterator[_T]],
         executor: concurrent.futures.Executor | None = None,
         max_buffered: int = 4,
+        shutdown: threading.Event | None = None,
     ) -> None:
         self._make_iterator = make_iterator
         self._executor = executor
         self._max_buffered = max_buffered
         self.stop = threading.Event()
+        """Set when the consumer stops reading."""
+        self._shutdown = shutdown or threading.Event()
+        """Set when the whole server stops: no consumer will read again."""
+
+    def _stopped(self) -> bool:
+        return self.stop.is_set() or self._shutdown.is_set()
 
     async def __aiter__(self) -> AsyncIterator[_T]:
         loop = asyncio.get_running_loop()
@@ -74,11 +83,13 @@ class ThreadedIterator(Generic[_T]):
         self, loop: asyncio.AbstractEventLoop, queue: _Queue[_T], item: _T | _Done | _Failure
     ) -> bool:
         """Blocks while the queue is full; False once the consumer has stopped."""
+        if self._stopped():
+            return False
         try:
             future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
         except RuntimeError:  # loop closed
             return False
-        while not self.stop.is_set():
+        while not self._stopped():
             try:
                 future.result(timeout=0.1)
                 return True

@@ -3,17 +3,21 @@
 Voice names are looked up only among the voices found; a name is never a path.
 Loading runs in a worker thread, so describe and other clients never wait for it;
 the heavy engine modules (numpy, onnxruntime, espeak) are imported there too, so a
-new server answers describe before they are.
+new server answers describe before they are. The thread is a daemon: a load cannot
+be interrupted (onnx, onnxruntime), and a server told to stop must not wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from wyoming.info import Attribution, TtsVoice, TtsVoiceSpeaker
 
@@ -36,6 +40,7 @@ _LOGGER = logging.getLogger(__name__)
 LOAD_RETRY_SECONDS = 60.0
 """After a voice failed to load (or download), requests get the same error this long."""
 PIPER_ATTRIBUTION = Attribution(name="rhasspy", url="https://github.com/rhasspy/piper")
+_T = TypeVar("_T")
 
 
 def describe_voice(files: VoiceFiles, config: VoiceConfig) -> TtsVoice:
@@ -65,10 +70,25 @@ class VoiceLibrary:
         self._loading: dict[str, asyncio.Task[ReadyVoice]] = {}
         self._configs: dict[Path, tuple[float, VoiceConfig]] = {}
         self._failed: dict[str, tuple[float, Exception]] = {}
+        self._ever_loaded: set[str] = set()
 
     @property
     def default_voice_name(self) -> str:
         return self.settings.default_voice or EMBEDDED_VOICE_NAME
+
+    def default_voice_status(self) -> dict[str, object]:
+        """Whether the default voice is usable: loaded (now or before) and not failed since."""
+        name = self.default_voice_name
+        failed = self._failed.get(name)
+        if failed is not None:
+            state = f"failed to load: {failed[1]}"
+        elif name in self._ever_loaded:
+            state = "ready"
+        elif name in self._loading:
+            state = "loading"
+        else:
+            state = "not loaded yet"
+        return {"name": name, "ready": state == "ready", "state": state}
 
     def find(self) -> dict[str, VoiceFiles]:
         """Rescanned on each call, so voices added to a data dir appear without restarts."""
@@ -137,7 +157,7 @@ class VoiceLibrary:
             raise failed[1]
         task = self._loading.get(name)
         if task is None:
-            task = asyncio.create_task(asyncio.to_thread(self._find_and_prepare, name))
+            task = asyncio.create_task(_in_daemon_thread(self._find_and_prepare, name))
             self._loading[name] = task
             task.add_done_callback(lambda _: self._loading.pop(name, None))
         try:
@@ -147,6 +167,7 @@ class VoiceLibrary:
                 self._failed[name] = (time.monotonic(), error)
             raise
         self._failed.pop(name, None)
+        self._ever_loaded.add(name)
         self._remember(name, ready)
         return ready
 
@@ -173,6 +194,7 @@ class VoiceLibrary:
         if files is None:
             offline = " (--local-files-only)" if self.settings.local_files_only else ""
             raise VoiceError(f"unknown voice {name!r}{offline}")
+        _LOGGER.info("Loading voice %s", name)
         from wyoming_piper_stream.voices.builder import (
             VoiceBuilder,  # heavy: numpy, onnxruntime, espeak-ng
         )
@@ -185,3 +207,28 @@ class VoiceLibrary:
             catalogue_url=self.settings.catalogue_url or DEFAULT_CATALOGUE_URL,
             update_catalogue=self.settings.update_voices,
         )
+
+
+async def _in_daemon_thread(function: Callable[[str], _T], argument: str) -> _T:
+    """``function(argument)`` in a daemon thread (``to_thread``'s would hold up the exit)."""
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future[_T] = loop.create_future()
+
+    def settle(value: _T | None, error: BaseException | None) -> None:
+        if result.done():  # the waiter went away
+            return
+        if error is not None:
+            result.set_exception(error)
+        else:
+            result.set_result(value)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            value, error = function(argument), None
+        except Exception as failure:  # handed to the awaiting task
+            value, error = None, failure
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the server has stopped
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=run, name=f"load {argument}", daemon=True).start()
+    return await result
