@@ -160,3 +160,29 @@ def test_default_speaker_comes_from_the_config(tmp_path: Path, tiny_multi_stock)
     assert voice.speaker_id(None) == 2
     ours = voice.decode(voice.encode(FIXTURE_IDS, NOISE_OFF, voice.speaker_id(None)))
     assert np.array_equal(ours, run_stock(tiny_multi_stock, FIXTURE_IDS, 2))
+
+
+def _split_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wyoming_piper_stream.split", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@needs_fixtures
+def test_split_cli_lists_every_file_it_wrote(tmp_path: Path) -> None:
+    voice = FIXTURES / "tiny-single.onnx"
+    result = _split_cli(str(voice), str(tmp_path), "--separate-flow")
+    assert result.returncode == 0, result.stderr
+    parts = ["encoder.onnx", "decoder.onnx", "flow.onnx", "onnx.json"]
+    listed = [tmp_path / f"tiny-single.{part}" for part in parts]
+    assert result.stderr.strip() == "Wrote " + ", ".join(map(str, listed))
+    assert sorted(tmp_path.iterdir()) == sorted(listed)
+    # Split again with the flow in the encoder: the old flow graph must not stay behind.
+    result = _split_cli(str(voice), str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "flow" not in result.stderr
+    assert not (tmp_path / "tiny-single.flow.onnx").exists()

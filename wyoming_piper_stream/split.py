@@ -20,7 +20,8 @@ _LOGGER = logging.getLogger(__name__)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m wyoming_piper_stream.split",
-        description="Split a stock Piper voice into <stem>.encoder.onnx and <stem>.decoder.onnx",
+        description="Split a stock Piper voice into <stem>.encoder.onnx and <stem>.decoder.onnx "
+        "(and <stem>.flow.onnx), with its config <stem>.onnx.json beside them",
     )
     parser.add_argument("voice", type=Path, help="stock Piper voice (X.onnx)")
     parser.add_argument("out_dir", type=Path, nargs="?", help="output folder (default: beside it)")
@@ -35,11 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no such voice file: {args.voice}", file=sys.stderr)
         return 2
     try:
-        encoder_path, decoder_path = split_file(args.voice, args.out_dir, args.separate_flow)
+        written = split_file(args.voice, args.out_dir, args.separate_flow)
     except (SplitError, onnx.onnx_cpp2py_export.checker.ValidationError, OSError) as error:
         print(f"error: cannot split {args.voice}: {error}", file=sys.stderr)
         return 1
-    _LOGGER.info("Wrote %s and %s", encoder_path, decoder_path)
+    _LOGGER.info("Wrote %s", ", ".join(str(path) for path in written))
     return 0
 
 

@@ -33,17 +33,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from wyoming_piper_stream.engine.chunked_decoder import (
-    ChunkedDecoder,
-    ChunkSchedule,
-    measure_flow_padding,
-    measure_padding,
-)
-from wyoming_piper_stream.engine.graphs import SynthesisScales, Voice, load_voice
-from wyoming_piper_stream.engine.loudness import calibrate_gain, to_pcm16
+from wyoming_piper_stream.engine.chunked_decoder import ChunkedDecoder, ChunkSchedule
+from wyoming_piper_stream.engine.graphs import SynthesisScales, Voice
+from wyoming_piper_stream.engine.loudness import to_pcm16
+from wyoming_piper_stream.engine.settings import StreamingSettings
 from wyoming_piper_stream.engine.voice_config import VoiceError, VoiceFiles
-from wyoming_piper_stream.voices.builder import make_denoiser
+from wyoming_piper_stream.voices.builder import VoiceBuilder
 from wyoming_piper_stream.voices.files import voice_files_at
+from wyoming_piper_stream.voices.settings import VoiceLibrarySettings, default_cache_dir
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -169,7 +166,14 @@ def _parser() -> argparse.ArgumentParser:
         "a different value only warns",
     )
     parser.add_argument("--noise-scale", type=_non_negative_float, help="default: config's")
-    parser.add_argument("--noise-scale-w", type=_non_negative_float, help="default: config's")
+    parser.add_argument(
+        "--noise-w-scale",
+        "--noise-w",
+        "--noise-scale-w",  # the seed's name
+        dest="noise_w_scale",
+        type=_non_negative_float,
+        help="phoneme width noise (default: config's)",
+    )
     parser.add_argument("--length-scale", type=_positive_float, help="default: config's")
     defaults = ChunkSchedule()
     parser.add_argument(
@@ -194,6 +198,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--gain", type=_positive_float, help="fixed gain (default: calibrated per voice)"
+    )
+    parser.add_argument(
+        "--flow-in-encoder",
+        action="store_true",
+        help="split a stock voice after the flow (default: the flow runs chunk by chunk)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir(),
+        help="split graphs and measurements, shared with the server (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="split and measure the voice at every run"
     )
     parser.add_argument("--debug", action="store_true", help="log per-chunk timings")
     return parser
@@ -225,25 +243,28 @@ def _check_sample_rate(asked: int | None, rate: int) -> None:
         )
 
 
-def _streamer(args: argparse.Namespace, voice: Voice) -> ChunkedDecoder:
-    padding = measure_padding(voice) if args.chunk_padding is None else args.chunk_padding
-    # A first chunk larger than the largest would make --chunk-size a lie.
-    schedule = ChunkSchedule(min(args.first_chunk_size, args.chunk_size), args.chunk_size)
-    return ChunkedDecoder(
-        voice,
-        padding,
-        schedule,
-        make_denoiser(voice, args.denoiser_strength, padding),
-        flow_padding=measure_flow_padding(voice),  # 0 unless the flow is a separate graph
+def _builder(args: argparse.Namespace) -> VoiceBuilder:
+    """The server's voice builder, with this command's chunks and cache."""
+    streaming = StreamingSettings(
+        # A first chunk larger than the largest would make --chunk-size a lie.
+        first_chunk=min(args.first_chunk_size, args.chunk_size),
+        chunk_size=args.chunk_size,
+        chunk_padding=args.chunk_padding,
+        denoiser_strength=args.denoiser_strength,
+        adaptive=False,  # no listener's clock here: chunks double
+        separate_flow=not args.flow_in_encoder,
     )
+    library = VoiceLibrarySettings(cache_dir=None if args.no_cache else args.cache_dir)
+    return VoiceBuilder(library, streaming)
 
 
 def _build(args: argparse.Namespace) -> tuple[ChunkedDecoder, SynthesisScales, float]:
-    voice = load_voice(_voice_files(args))
+    ready = _builder(args).prepare(_voice_files(args))
+    voice = ready.voice
     _check_sample_rate(args.sample_rate, voice.config.sample_rate)
-    streamer = _streamer(args, voice)
-    gain = calibrate_gain(voice) if args.gain is None else args.gain
-    scales = voice.scales(args.noise_scale, args.length_scale, args.noise_scale_w)
+    gain = ready.gain if args.gain is None else args.gain
+    scales = voice.scales(args.noise_scale, args.length_scale, args.noise_w_scale)
+    streamer = ready.streamer
     _LOGGER.info(
         "Voice %s: %d Hz 16-bit mono PCM, chunks %d..%d frames, padding %d, gain %.3f, %s",
         voice.name,

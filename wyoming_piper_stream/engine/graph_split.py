@@ -189,10 +189,11 @@ def split_model(model: ModelProto, separate_flow: bool = False) -> SplitGraphs:
 
 def split_file(
     voice_path: Path, out_dir: Path | None = None, separate_flow: bool = False
-) -> tuple[Path, Path]:
+) -> list[Path]:
     """Write ``<stem>.encoder.onnx`` and ``<stem>.decoder.onnx`` (and the config).
 
     With ``separate_flow`` also ``<stem>.flow.onnx``, and the encoder ends at ``z_p``.
+    Returns every file written.
     """
     out_dir = out_dir or voice_path.parent
     stem = voice_path.name.removesuffix(".onnx")
@@ -203,14 +204,18 @@ def split_file(
     graphs = split_model(model, separate_flow=separate_flow)
     # Only now: a failed split leaves no empty output folder behind.
     out_dir.mkdir(parents=True, exist_ok=True)
-    encoder_path = out_dir / f"{stem}.encoder.onnx"
-    decoder_path = out_dir / f"{stem}.decoder.onnx"
-    onnx.save(graphs.encoder, str(encoder_path))
-    onnx.save(graphs.decoder, str(decoder_path))
-    if graphs.flow is not None:
-        onnx.save(graphs.flow, str(out_dir / f"{stem}.flow.onnx"))
+    parts = {"encoder": graphs.encoder, "decoder": graphs.decoder, "flow": graphs.flow}
+    written = []
+    for part, graph in parts.items():
+        path = out_dir / f"{stem}.{part}.onnx"
+        if graph is None:  # a flow left from an earlier split would be run twice
+            path.unlink(missing_ok=True)
+            continue
+        onnx.save(graph, str(path))
+        written.append(path)
     config = voice_path.with_name(voice_path.name + ".json")
     config_out = out_dir / config.name
     if config.exists() and config.resolve() != config_out.resolve():
         shutil.copyfile(config, config_out)
-    return encoder_path, decoder_path
+        written.append(config_out)
+    return written

@@ -30,6 +30,7 @@ from wyoming_piper_stream.engine.phonemize import (
 from wyoming_piper_stream.engine.settings import StreamingSettings
 from wyoming_piper_stream.engine.voice_config import VoiceConfig, VoiceError, VoiceFiles
 from wyoming_piper_stream.voices.cache import VoiceCache, VoiceFacts, entry_key
+from wyoming_piper_stream.voices.files import missing_files
 from wyoming_piper_stream.voices.settings import VoiceLibrarySettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -66,6 +67,9 @@ class VoiceBuilder:
         self._cache = VoiceCache(settings.cache_dir) if settings.cache_dir else None
 
     def prepare(self, files: VoiceFiles) -> ReadyVoice:
+        missing = missing_files(files)
+        if missing:
+            raise VoiceError(f"voice {files.name}: missing {', '.join(map(str, missing))}")
         started = time.perf_counter()
         if self.settings.phonemizer is None:
             # Before the split, which takes seconds: a missing extra fails at once.
