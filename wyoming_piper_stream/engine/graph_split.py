@@ -141,14 +141,46 @@ def _find_flow_cut(graph: onnx.GraphProto, latent: str) -> _FlowCut:
     return _FlowCut(prior=prior, mask=masks[0])
 
 
-def _rename_tensor(model: ModelProto, old: str, new: str) -> None:
+def _rename_tensors(model: ModelProto, renames: dict[str, str]) -> None:
+    """Rename tensors throughout one graph, in one pass over its nodes."""
     graph = model.graph
     for node in graph.node:
-        node.input[:] = [new if n == old else n for n in node.input]
-        node.output[:] = [new if n == old else n for n in node.output]
+        if any(name in renames for name in node.input):
+            node.input[:] = [renames.get(name, name) for name in node.input]
+        if any(name in renames for name in node.output):
+            node.output[:] = [renames.get(name, name) for name in node.output]
     for value in [*graph.input, *graph.output]:
-        if value.name == old:
-            value.name = new
+        value.name = renames.get(value.name, value.name)
+
+
+LARGE_INITIALIZER_BYTES = 1024
+"""Weights past this size go to shape inference as typed inputs, not as data."""
+
+
+def _inferred_shapes(model: ModelProto) -> list[onnx.ValueInfoProto]:
+    """The inferred type and shape of every tensor, for the extractor.
+
+    Inference never needs the values of the large weights, only their shapes; it
+    copies the model to C++ and back, so giving it the weights (tens of MB) costs
+    most of the split's time. Small initializers (shape constants) stay data.
+    """
+    light = ModelProto()
+    light.ir_version = model.ir_version
+    light.opset_import.extend(model.opset_import)
+    graph = light.graph
+    graph.node.extend(model.graph.node)
+    graph.input.extend(model.graph.input)
+    graph.output.extend(model.graph.output)
+    graph.value_info.extend(model.graph.value_info)
+    declared = {value.name for value in model.graph.input}
+    for weight in model.graph.initializer:
+        if weight.ByteSize() <= LARGE_INITIALIZER_BYTES:
+            graph.initializer.append(weight)
+        elif weight.name not in declared:
+            graph.input.append(
+                onnx.helper.make_tensor_value_info(weight.name, weight.data_type, weight.dims)
+            )
+    return list(onnx.shape_inference.infer_shapes(light).graph.value_info)
 
 
 def split_model(model: ModelProto, separate_flow: bool = False) -> SplitGraphs:
@@ -160,28 +192,29 @@ def split_model(model: ModelProto, separate_flow: bool = False) -> SplitGraphs:
         "Split at latent=%s speaker=%s flow=%s", cut.latent, cut.speaker_embedding, flow_cut
     )
 
-    model = onnx.shape_inference.infer_shapes(model)
-    extractor = Extractor(model)
     initializer_names = {i.name for i in graph.initializer}
     input_names = [i.name for i in graph.input if i.name not in initializer_names]
     speaker = [cut.speaker_embedding] if cut.speaker_embedding else []
     decoder_inputs = [cut.latent, *speaker]
     encoder_outputs = [flow_cut.prior, flow_cut.mask, *speaker] if flow_cut else decoder_inputs
-
-    parts = [
-        extractor.extract_model(input_names, encoder_outputs),
-        extractor.extract_model(decoder_inputs, [o.name for o in graph.output]),
-    ]
+    cuts = [(input_names, encoder_outputs), (decoder_inputs, [o.name for o in graph.output])]
     if flow_cut:
-        parts.append(extractor.extract_model(encoder_outputs, [cut.latent]))
+        cuts.append((encoder_outputs, [cut.latent]))
+
+    known = len(graph.value_info)
+    graph.value_info.extend(_inferred_shapes(model))
+    try:
+        extractor = Extractor(model)
+        parts = [extractor.extract_model(inputs, outputs) for inputs, outputs in cuts]
+    finally:  # the caller's model is lent, not changed
+        del graph.value_info[known:]
     renames = {cut.latent: LATENT_NAME}
     if cut.speaker_embedding:
         renames[cut.speaker_embedding] = SPEAKER_EMBEDDING_NAME
     if flow_cut:
         renames.update({flow_cut.prior: PRIOR_NAME, flow_cut.mask: MASK_NAME})
     for part in parts:
-        for old, new in renames.items():
-            _rename_tensor(part, old, new)
+        _rename_tensors(part, renames)
         # Export metadata (opset imports, producer) must carry over for onnxruntime.
         part.ir_version = model.ir_version
     return SplitGraphs(*parts)
