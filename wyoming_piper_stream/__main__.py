@@ -28,7 +28,7 @@ from wyoming_piper_stream.server.handler import SpeechEventHandler
 from wyoming_piper_stream.server.scheduler import StepScheduler
 from wyoming_piper_stream.server.settings import LimitSettings, ServerSettings, SynthesisSettings
 from wyoming_piper_stream.voices.library import VoiceLibrary
-from wyoming_piper_stream.voices.settings import VoiceLibrarySettings
+from wyoming_piper_stream.voices.settings import PACKAGED_CACHE, VoiceLibrarySettings
 from wyoming_piper_stream.web.settings import WebSettings, parse_allow
 
 if TYPE_CHECKING:
@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--idle-timeout", limits, "idle_timeout", kind=float)
     add("--write-timeout", limits, "write_timeout", kind=float)
     add("--cache-dir", voices, "cache_dir", kind=Path)
+    add("--prebuilt-cache", voices, "prebuilt_caches", action="append", type=Path, default=[])
     parser.add_argument(
         "--no-cache",
         action="store_true",
@@ -193,6 +194,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.no_cache:
         args.cache_dir = None
     args.data_dirs = tuple(args.data_dirs)
+    args.prebuilt_caches = (*args.prebuilt_caches, PACKAGED_CACHE)
     args.download_dir = args.download_dir or next(iter(args.data_dirs), None)
     if args.backend != "piper":
         parser.exit(2, f"{parser.prog}: error: --backend {args.backend} is not supported\n")

@@ -64,7 +64,9 @@ class VoiceBuilder:
     def __init__(self, settings: VoiceLibrarySettings, streaming: StreamingSettings) -> None:
         self.settings = settings
         self.streaming = streaming
-        self._cache = VoiceCache(settings.cache_dir) if settings.cache_dir else None
+        self._cache = (
+            VoiceCache(settings.cache_dir, settings.prebuilt_caches) if settings.cache_dir else None
+        )
 
     def prepare(self, files: VoiceFiles) -> ReadyVoice:
         missing = missing_files(files)

@@ -3,6 +3,10 @@
 Keyed by the content hash of the voice's files, so an edited or replaced voice
 is never served from a stale entry. Entries are written to a temporary folder
 and renamed into place, so a crash never leaves half an entry.
+
+Read-only caches are looked in first and never written: one built into the Docker
+image, and the measurements of the embedded voice shipped with the package
+(``settings.PACKAGED_CACHE``, made by ``python -m wyoming_piper_stream.prepare``).
 """
 
 from __future__ import annotations
@@ -61,15 +65,20 @@ def content_key(files: VoiceFiles) -> str:
 
 
 class VoiceCache:
-    """One folder per voice content hash."""
+    """One folder per voice content hash; ``read_only`` caches are looked in first."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, read_only: tuple[Path, ...] = ()) -> None:
         self.root = root
+        self.read_only = read_only
+
+    def _entries(self, key: str) -> list[Path]:
+        return [folder / key for folder in (*self.read_only, self.root)]
 
     def split_files(self, files: VoiceFiles, key: str, separate_flow: bool) -> VoiceFiles:
         """Files of the split graphs for a stock voice, splitting it on first use."""
-        entry = self.root / key
-        if not (entry / _ENCODER).is_file():
+        entry = next((e for e in self._entries(key) if (e / _ENCODER).is_file()), None)
+        if entry is None:
+            entry = self.root / key
             self._write_entry(entry, lambda tmp: _split_into(files, tmp, separate_flow))
         flow = entry / _FLOW
         return VoiceFiles(
@@ -81,16 +90,17 @@ class VoiceCache:
         )
 
     def facts(self, key: str) -> VoiceFacts | None:
-        path = self.root / key / _FACTS
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return VoiceFacts(
-                padding=int(data["padding"]),
-                gain=float(data["gain"]),
-                flow_padding=int(data.get("flow_padding", 0)),
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        for entry in self._entries(key):
+            try:
+                data = json.loads((entry / _FACTS).read_text(encoding="utf-8"))
+                return VoiceFacts(
+                    padding=int(data["padding"]),
+                    gain=float(data["gain"]),
+                    flow_padding=int(data.get("flow_padding", 0)),
+                )
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return None
 
     def store_facts(self, key: str, facts: VoiceFacts) -> None:
         entry = self.root / key
@@ -105,12 +115,16 @@ class VoiceCache:
             _LOGGER.warning("Cannot write voice cache %s: %s", entry, error)
 
     def drop(self, key: str) -> None:
+        """Forget an unusable entry (read-only caches stay as they are)."""
         shutil.rmtree(self.root / key, ignore_errors=True)
 
     def _write_entry(self, entry: Path, fill: Callable[[Path], None]) -> None:
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".tmp-"))
         try:
+            # mkdtemp makes it owner-only: a cache built at image build time (as root)
+            # must be readable by the server's user.
+            os.chmod(tmp, 0o755)
             fill(tmp)
             with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(entry)

@@ -8,6 +8,12 @@ from pathlib import Path
 
 from wyoming_piper_stream.engine.settings_field import setting
 
+PACKAGED_CACHE = Path(__file__).with_name("prepared")
+"""A read-only cache shipped with the package: the embedded voice's measurements (no
+graphs), keyed like every entry, so its first-ever start only splits it. Made with
+``python -m wyoming_piper_stream.prepare --facts-only``; ``tests/test_prepare.py``
+checks that they are what the code measures now."""
+
 
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -35,6 +41,11 @@ class VoiceLibrarySettings:
         help="cache of split voices",
         default_factory=default_cache_dir,
         shown="`~/.cache/wyoming-piper-stream`",
+    )
+    prebuilt_caches: tuple[Path, ...] = setting(
+        (PACKAGED_CACHE,),
+        "read-only cache of prepared voices, looked in first (repeatable)",
+        shown="the package's",
     )
     phonemizer: str | None = setting(
         None,
