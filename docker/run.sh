@@ -7,4 +7,5 @@ exec python -m wyoming_piper_stream \
   --uri tcp://0.0.0.0:10200 \
   --data-dir /data \
   --download-dir /data \
+  --prebuilt-cache /opt/wyoming-piper-stream/cache \
   "$@"
