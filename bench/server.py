@@ -52,6 +52,7 @@ class Config:
     pieces: int
     timeout: float
     cold_rounds: int = 3
+    cold_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -348,6 +349,9 @@ def parse_args(argv: list[str]) -> Config:
         "--cold-rounds", type=int, default=3, help="launches of each kind (3; --quick: 1)"
     )
     parser.add_argument(
+        "--cold-only", action="store_true", help="only the cold-start section (launches)"
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=180.0,
@@ -362,11 +366,29 @@ def parse_args(argv: list[str]) -> Config:
         pieces=max(1, args.pieces),
         timeout=args.timeout,
         cold_rounds=1 if args.quick else max(0, args.cold_rounds),
+        cold_only=args.cold_only,
     )
+
+
+async def cold_starts(config: Config) -> ColdStarts:
+    with tempfile.TemporaryDirectory(prefix="bench-voices-") as folder:
+        voices = voice_dir(Path(folder))
+        return await coldstart.measure(
+            max(1, config.cold_rounds), voices, VOICE, OUT_DIR, config.timeout
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_args(sys.argv[1:] if argv is None else argv)
+    if config.cold_only:
+        text, found = coldstart.report(asyncio.run(cold_starts(config)))
+        print(f"\nCold start, {max(1, config.cold_rounds)} interleaved rounds\n{text}")
+        print(
+            table(
+                ["target", "value", "limit"], [[t.name, f"{t.value:.2f}", t.limit] for t in found]
+            )
+        )
+        return
     run, servers, cold = asyncio.run(benchmark(config))
     found = targets(run, servers, config.cases)
     cold_table, cold_targets = coldstart.report(cold) if config.cold_rounds else ("", [])
