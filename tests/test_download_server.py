@@ -14,6 +14,8 @@ import http.server
 import json
 import logging
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ from server_util import (
     ServerProcess,
     describe,
     exchange,
+    free_port,
     run_server,
     synthesize,
     synthesize_events,
@@ -128,10 +131,13 @@ def voices_dir(tmp_path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def start_server(tmp_path: Path, voices_dir: Path, url: str) -> Iterator[ServerProcess]:
+def start_server(
+    tmp_path: Path, voices_dir: Path, url: str, *extra: str
+) -> Iterator[ServerProcess]:
     """Our server with ``--voice`` from the catalogue at ``url``; no traceback allowed."""
     with run_server(
         tmp_path / "logs",
+        *extra,
         "--voice",
         VOICE,
         "--data-dir",
@@ -209,14 +215,14 @@ async def test_wrong_md5_is_an_error_and_leaves_nothing(
     model["md5_digest"] = "0" * 32
     catalogue.publish(entry)
 
-    with start_server(tmp_path, voices_dir, catalogue.url) as server:
+    # Loaded on first use: with preloading, a default voice that fails stops the server.
+    with start_server(tmp_path, voices_dir, catalogue.url, "--no-preload") as server:
         reply = await exchange(server.uri, synthesize_events(TEXT), "audio-stop", ERROR_TIMEOUT)
         assert reply.closed, f"connection left open after {reply.types}"
         assert "audio-start" not in reply.types
         text = error_text(reply.events)
         assert "md5 mismatch" in text and f"{VOICE}.onnx" in text and "0" * 32 in text, text
         assert VOICE not in await voice_names(server)
-        assert "Cannot load default voice" in server.log()
 
         # A failed voice is not fetched again for every request (a 60 MB model each time).
         model_fetches = sum(path.endswith(".onnx") for path in catalogue.requested())
@@ -225,6 +231,35 @@ async def test_wrong_md5_is_an_error_and_leaves_nothing(
         assert sum(path.endswith(".onnx") for path in catalogue.requested()) == model_fetches
 
     assert listing(voices_dir) == ["voices.json"]
+
+
+def test_default_voice_that_fails_to_download_stops_the_server(
+    tmp_path: Path, voices_dir: Path, catalogue: _CatalogueServer
+) -> None:
+    """As offline, or with a bad catalogue: one line says why, and the exit code is 1."""
+    entry = catalogue.add_voice(VOICE, FIXTURE)
+    model = next(info for path, info in entry["files"].items() if path.endswith(".onnx"))
+    model["md5_digest"] = "0" * 32
+    catalogue.publish(entry)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wyoming_piper_stream",
+            *("--uri", f"tcp://127.0.0.1:{free_port()}", "--voice", VOICE),
+            *("--data-dir", str(voices_dir), "--voices-url", catalogue.url),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DOWNLOAD_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1, result.stderr
+    assert f"Cannot load the default voice {VOICE}: " in errors[0]
+    assert "md5 mismatch" in errors[0]
+    assert "Traceback" not in result.stderr
 
 
 async def test_client_cannot_make_the_server_download_another_catalogue_voice(
