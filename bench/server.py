@@ -371,6 +371,7 @@ def parse_args(argv: list[str]) -> Config:
 
 
 async def cold_starts(config: Config) -> ColdStarts:
+    OUT_DIR.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-voices-") as folder:
         voices = voice_dir(Path(folder))
         return await coldstart.measure(
