@@ -69,9 +69,9 @@ class VoiceBuilder:
         )
 
     def prepare(self, files: VoiceFiles) -> ReadyVoice:
-        missing = missing_files(files)
-        if missing:
-            raise VoiceError(f"voice {files.name}: missing {', '.join(map(str, missing))}")
+        absent = missing_files(files)
+        if absent:
+            raise VoiceError(f"voice {files.name}: missing {', '.join(map(str, absent))}")
         started = time.perf_counter()
         if self.settings.phonemizer is None:
             # Before the split, which takes seconds: a missing extra fails at once.
