@@ -285,7 +285,9 @@ async def test_local_files_only_never_uses_the_network(
     # --update-voices: with --local-files-only nothing is fetched, ever.
     catalogue.publish(catalogue.add_voice(VOICE, FIXTURE))
     args = ("--voice", VOICE, "--data-dir", str(voices_dir), "--voices-url", catalogue.url)
-    with run_server(tmp_path / "logs", *args, "--update-voices", "--local-files-only") as server:
+    # --no-preload: a default voice that cannot load at start would stop the server.
+    offline = ("--update-voices", "--local-files-only", "--no-preload")
+    with run_server(tmp_path / "logs", *args, *offline) as server:
         assert VOICE not in await voice_names(server)
         reply = await exchange(server.uri, synthesize_events(TEXT), "audio-stop", ERROR_TIMEOUT)
         assert reply.closed, f"connection left open after {reply.types}"
