@@ -207,13 +207,18 @@ async def test_configured_voice_is_downloaded_at_start_and_spoken(
     assert not any(OTHER in path for path in catalogue.requested())
 
 
-async def test_wrong_md5_is_an_error_and_leaves_nothing(
-    tmp_path: Path, voices_dir: Path, catalogue: _CatalogueServer
-) -> None:
+def publish_with_wrong_md5(catalogue: _CatalogueServer) -> None:
+    """The voice in the catalogue, its model's checksum wrong (as a broken download)."""
     entry = catalogue.add_voice(VOICE, FIXTURE)
     model = next(info for path, info in entry["files"].items() if path.endswith(".onnx"))
     model["md5_digest"] = "0" * 32
     catalogue.publish(entry)
+
+
+async def test_wrong_md5_is_an_error_and_leaves_nothing(
+    tmp_path: Path, voices_dir: Path, catalogue: _CatalogueServer
+) -> None:
+    publish_with_wrong_md5(catalogue)
 
     # Loaded on first use: with preloading, a default voice that fails stops the server.
     with start_server(tmp_path, voices_dir, catalogue.url, "--no-preload") as server:
@@ -237,10 +242,7 @@ def test_default_voice_that_fails_to_download_stops_the_server(
     tmp_path: Path, voices_dir: Path, catalogue: _CatalogueServer
 ) -> None:
     """As offline, or with a bad catalogue: one line says why, and the exit code is 1."""
-    entry = catalogue.add_voice(VOICE, FIXTURE)
-    model = next(info for path, info in entry["files"].items() if path.endswith(".onnx"))
-    model["md5_digest"] = "0" * 32
-    catalogue.publish(entry)
+    publish_with_wrong_md5(catalogue)
     result = subprocess.run(
         [
             sys.executable,
