@@ -46,7 +46,7 @@ def load_ours() -> Runner:
     (its defaults, e.g. the voice cache), then ``VoiceLibrary.get(None)``.
     """
     from wyoming_piper_stream.__main__ import parse_settings
-    from wyoming_piper_stream.engine.clauses import utterance_ids
+    from wyoming_piper_stream.engine.clauses import utterance_pieces
     from wyoming_piper_stream.engine.pacing import PlaybackClock
     from wyoming_piper_stream.engine.phonemize import EspeakPhonemizer
     from wyoming_piper_stream.voices.library import VoiceLibrary
@@ -55,7 +55,6 @@ def load_ours() -> Runner:
     library = VoiceLibrary(settings.voices, settings.streamer)
     ready = asyncio.run(library.get(None))
     phonemizer = EspeakPhonemizer("en-us")
-    id_map = ready.voice.config.phoneme_id_map
     scales = ready.voice.default_scales()
     rate = ready.voice.config.sample_rate
     max_phonemes = settings.synthesis.max_utterance_phonemes
@@ -65,8 +64,8 @@ def load_ours() -> Runner:
         first = 0.0
         samples = 0
         clock = PlaybackClock()
-        for ids in utterance_ids(phonemizer, text, id_map, max_phonemes):
-            for chunk in ready.streamer.stream(ids, scales, None, clock):
+        for piece in utterance_pieces(phonemizer, text, max_phonemes, ready.streamer.context):
+            for chunk in ready.streamer.stream_piece(piece, scales, None, clock):
                 first = first or time.perf_counter() - started
                 samples += len(chunk.audio)
         return Timing(first, time.perf_counter() - started, samples / rate)

@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--auto-punctuation", synthesis, "auto_punctuation")
     add("--samples-per-chunk", synthesis, "samples_per_chunk", kind=int)
     add("--max-utterance-phonemes", synthesis, "max_utterance_phonemes", kind=int)
+    add("--clause-context", streamer, "clause_context", kind=int)
     add(
         "--no-streaming",
         server,

@@ -35,7 +35,7 @@ from typing import BinaryIO, TextIO
 
 from wyoming_piper_stream.engine.chunked_decoder import ChunkedDecoder, ChunkSchedule
 from wyoming_piper_stream.engine.graphs import SynthesisScales, Voice
-from wyoming_piper_stream.engine.loudness import to_pcm16
+from wyoming_piper_stream.engine.loudness import PcmStream
 from wyoming_piper_stream.engine.settings import StreamingSettings
 from wyoming_piper_stream.engine.voice_config import VoiceError, VoiceFiles
 from wyoming_piper_stream.voices.builder import VoiceBuilder
@@ -107,9 +107,12 @@ def speak_lines(
             print(f"line {number}: skipped: {error}", file=err, flush=True)
             skipped += 1
             continue
+        pcm = PcmStream(gain, streamer.voice.config.sample_rate)  # one limiter per line
         for chunk in streamer.stream(utterance.phoneme_ids, scales, utterance.speaker_id):
-            out.write(to_pcm16(chunk.audio, gain))
+            out.write(pcm.feed(chunk.audio))
             out.flush()  # a listener hears each chunk as soon as it is decoded
+        out.write(pcm.end())
+        out.flush()
     return skipped
 
 

@@ -16,9 +16,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wyoming_piper_stream.engine.clauses import (
+    PieceWindow,
+    SentencePiece,
+    piece_window,
+)
 from wyoming_piper_stream.engine.gate import Gate, ungated
 from wyoming_piper_stream.engine.graphs import Latent, SynthesisScales, Voice
 from wyoming_piper_stream.engine.pacing import Clock, DecodeSpeed, Pacer, PlaybackClock
+from wyoming_piper_stream.engine.phonemize import phonemes_to_ids
+from wyoming_piper_stream.engine.settings import CONTEXT_PHONEMES
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -118,8 +125,10 @@ class ChunkedDecoder:
         postprocess: Postprocess | None = None,
         flow_padding: int = 0,
         clock: Clock = time.perf_counter,
+        context: int = CONTEXT_PHONEMES,
     ) -> None:
         self.voice = voice
+        self.context = context
         self.padding = padding
         self.flow_padding = flow_padding
         self.schedule = schedule or ChunkSchedule()
@@ -138,11 +147,48 @@ class ChunkedDecoder:
         clock: PlaybackClock | None = None,
         gate: Gate = ungated,
     ) -> Iterator[DecodedChunk]:
-        """``clock``: the job's playback so far, shared by its utterances (adaptive pacing).
+        """One whole utterance (Piper's ids), every frame decoded.
 
-        ``gate`` wraps each step (the encoder, each chunk): it waits for this
-        job's turn among concurrent jobs (see ``scheduler``).
+        ``clock``: the job's playback so far, shared by its utterances (adaptive
+        pacing). ``gate`` wraps each step (the encoder, each chunk): it waits for
+        this job's turn among concurrent jobs (see ``scheduler``).
         """
+        return self._stream(phoneme_ids, None, scales, speaker_id, clock, gate)
+
+    def stream_piece(
+        self,
+        piece: SentencePiece,
+        scales: SynthesisScales,
+        speaker_id: int | None = None,
+        clock: PlaybackClock | None = None,
+        gate: Gate = ungated,
+    ) -> Iterator[DecodedChunk]:
+        """Speak one piece of a sentence: the one entry point for every cut.
+
+        The encoder sees the piece with up to ``context`` phonemes of the sentence
+        each side (``piece.before``/``after``, or a placeholder for text still to
+        come); only the frames of the piece's own ids are decoded, with the
+        context's frames as decoder padding. Pieces of one sentence so add up to
+        about its length, with its comma pauses. A piece without context is
+        exactly ``stream`` of Piper's ids. Voices whose encoder lacks the
+        duration output speak each piece alone instead.
+        """
+        config = self.voice.config
+        if not self.voice.has_durations:
+            alone = phonemes_to_ids(piece.phonemes, config.phoneme_id_map, config.phoneme_type)
+            return self.stream(alone, scales, speaker_id, clock, gate)
+        window = piece_window(piece, config.phoneme_id_map, self.context, config.phoneme_type)
+        return self._stream(window.ids, window, scales, speaker_id, clock, gate)
+
+    def _stream(
+        self,
+        phoneme_ids: Sequence[int],
+        window: PieceWindow | None,
+        scales: SynthesisScales,
+        speaker_id: int | None,
+        clock: PlaybackClock | None,
+        gate: Gate,
+    ) -> Iterator[DecodedChunk]:
         started = self.clock()
         clock = clock or PlaybackClock(now=self.clock)
         with gate(0.0):
@@ -150,8 +196,11 @@ class ChunkedDecoder:
             latent = self.voice.encode(phoneme_ids, scales, speaker_id)
         encoder_seconds = self.clock() - turn  # without the wait for the turn
         clock.worked(waited=turn - started, seconds=encoder_seconds)
+        keep = (0, latent.num_frames)
+        if window is not None and window.has_context and latent.durations is not None:
+            keep = window.frames(latent.durations)
         first_audio_ms = 0.0
-        for chunk in self.decode_chunks(latent, clock, gate):
+        for chunk in self.decode_chunks(latent, clock, gate, keep):
             if not first_audio_ms:
                 first_audio_ms = (self.clock() - started) * 1000
             yield chunk
@@ -159,11 +208,13 @@ class ChunkedDecoder:
             encoder_ms=encoder_seconds * 1000,
             first_audio_ms=first_audio_ms,
             total_ms=(self.clock() - started) * 1000,
-            audio_seconds=latent.num_frames * self.hop / self.voice.config.sample_rate,
+            audio_seconds=(keep[1] - keep[0]) * self.hop / self.voice.config.sample_rate,
         )
         _LOGGER.debug(
-            "Utterance: %d ids, %d frames, encoder %.0f ms, first audio %.0f ms, RTF %.3f",
+            "Utterance: %d ids, frames %d-%d of %d, encoder %.0f ms, first audio %.0f ms, RTF %.3f",
             len(phoneme_ids),
+            keep[0],
+            keep[1],
             latent.num_frames,
             stats.encoder_ms,
             stats.first_audio_ms,
@@ -175,11 +226,21 @@ class ChunkedDecoder:
         latent: Latent,
         clock: PlaybackClock | None = None,
         gate: Gate = ungated,
+        keep: tuple[int, int] | None = None,
     ) -> Iterator[DecodedChunk]:
-        """``latent`` is the encoder's output (``z_p`` when the flow is separate)."""
-        flow = _FlowCursor(self.voice, latent, self.flow_padding, self.speed, self.clock)
+        """``latent`` is the encoder's output (``z_p`` when the flow is separate).
+
+        Only frames ``keep`` (all by default) are decoded; the latent's other
+        frames serve as context padding. Chunk frames count from ``keep[0]``.
+        """
+        first, stop = keep or (0, latent.num_frames)
+        if stop <= first:
+            return
+        begin = max(0, first - self.padding)
+        flow = _FlowCursor(self.voice, latent, self.flow_padding, self.speed, self.clock, begin)
         clock = clock or PlaybackClock(now=self.clock)
-        for index, span in enumerate(self._spans(latent.num_frames, clock)):
+        for index, local in enumerate(self._spans(stop - first, clock)):
+            span = _placed(local, first, latent.num_frames, self.padding)
             requested = self.clock()
             with gate(self._expected_seconds(span)):
                 started = self.clock()
@@ -204,9 +265,9 @@ class ChunkedDecoder:
             yield DecodedChunk(
                 audio=audio,
                 sample_rate=self.voice.config.sample_rate,
-                start_frame=span.start,
-                end_frame=span.end,
-                is_last=span.end == latent.num_frames,
+                start_frame=local.start,
+                end_frame=local.end,
+                is_last=span.end == stop,
             )
 
     def _expected_seconds(self, span: ChunkSpan) -> float:
@@ -248,7 +309,13 @@ class _FlowCursor:
     """
 
     def __init__(
-        self, voice: Voice, prior: Latent, padding: int, speed: DecodeSpeed, clock: Clock
+        self,
+        voice: Voice,
+        prior: Latent,
+        padding: int,
+        speed: DecodeSpeed,
+        clock: Clock,
+        begin: int = 0,
     ) -> None:
         self.voice = voice
         self.clock = clock
@@ -256,7 +323,8 @@ class _FlowCursor:
         self.padding = padding
         self.speed = speed
         self.z = prior.z if voice.flow is None else np.empty_like(prior.z)
-        self.done = prior.num_frames if voice.flow is None else 0
+        # Frames before ``begin`` are never asked for (context left of a piece).
+        self.done = prior.num_frames if voice.flow is None else begin
 
     def frames(self, start: int, stop: int) -> Latent:
         if stop > self.done:
@@ -269,6 +337,13 @@ class _FlowCursor:
             self.z[:, :, self.done : end] = flowed[:, :, self.done - first : end - first]
             self.done = end
         return Latent(self.z[:, :, start:stop], self.prior.y_mask[:, :, start:stop], self.prior.g)
+
+
+def _placed(local: ChunkSpan, offset: int, num_frames: int, padding: int) -> ChunkSpan:
+    """A span planned over kept frames, moved to latent frames; the padding may
+    reach past the kept frames into the latent's context."""
+    start, end = local.start + offset, local.end + offset
+    return ChunkSpan(start, end, min(padding, start), min(padding, num_frames - end))
 
 
 def _trim(audio: np.ndarray, span: ChunkSpan, hop: int) -> np.ndarray:

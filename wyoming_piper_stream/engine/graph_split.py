@@ -26,6 +26,7 @@ LATENT_NAME = "z"
 PRIOR_NAME = "z_p"
 MASK_NAME = "y_mask"
 SPEAKER_EMBEDDING_NAME = "g"
+DURATIONS_NAME = "durations"
 
 
 class SplitError(ValueError):
@@ -37,7 +38,8 @@ class SplitGraphs:
     """Encoder and decoder of one voice, ready for onnxruntime."""
 
     encoder: ModelProto
-    """phoneme ids -> ``z`` [1, C, T] (already masked) and ``g`` when multi-speaker."""
+    """phoneme ids -> ``z`` [1, C, T] (already masked), ``g`` when multi-speaker, and
+    ``durations`` [1, 1, ids]: the frames the duration predictor gives each id."""
 
     decoder: ModelProto
     """``z`` (and ``g``) -> ``output`` audio."""
@@ -141,6 +143,16 @@ def _find_flow_cut(graph: onnx.GraphProto, latent: str) -> _FlowCut:
     return _FlowCut(prior=prior, mask=masks[0])
 
 
+def _find_durations(graph: onnx.GraphProto) -> str | None:
+    """The duration predictor's frames per id: ``w_ceil``, the Ceil whose cumulative
+    sum builds the alignment path. None if the export lacks it (older voices still
+    split, their clause pieces just cannot be cut at a frame)."""
+    cumsum_inputs = {node.input[0] for node in graph.node if node.op_type == "CumSum"}
+    ceils = [n.output[0] for n in graph.node if n.op_type == "Ceil"]
+    ceils = [name for name in ceils if name in cumsum_inputs]
+    return ceils[0] if len(ceils) == 1 else None
+
+
 def _rename_tensors(model: ModelProto, renames: dict[str, str]) -> None:
     """Rename tensors throughout one graph, in one pass over its nodes."""
     graph = model.graph
@@ -196,10 +208,12 @@ def split_model(model: ModelProto, separate_flow: bool = False) -> SplitGraphs:
     input_names = [i.name for i in graph.input if i.name not in initializer_names]
     speaker = [cut.speaker_embedding] if cut.speaker_embedding else []
     decoder_inputs = [cut.latent, *speaker]
-    encoder_outputs = [flow_cut.prior, flow_cut.mask, *speaker] if flow_cut else decoder_inputs
+    latent_outputs = [flow_cut.prior, flow_cut.mask, *speaker] if flow_cut else decoder_inputs
+    durations = _find_durations(graph)
+    encoder_outputs = [*latent_outputs, *([durations] if durations else [])]
     cuts = [(input_names, encoder_outputs), (decoder_inputs, [o.name for o in graph.output])]
     if flow_cut:
-        cuts.append((encoder_outputs, [cut.latent]))
+        cuts.append((latent_outputs, [cut.latent]))
 
     known = len(graph.value_info)
     graph.value_info.extend(_inferred_shapes(model))
@@ -213,6 +227,8 @@ def split_model(model: ModelProto, separate_flow: bool = False) -> SplitGraphs:
         renames[cut.speaker_embedding] = SPEAKER_EMBEDDING_NAME
     if flow_cut:
         renames.update({flow_cut.prior: PRIOR_NAME, flow_cut.mask: MASK_NAME})
+    if durations is not None:
+        renames[durations] = DURATIONS_NAME
     for part in parts:
         _rename_tensors(part, renames)
         # Export metadata (opset imports, producer) must carry over for onnxruntime.

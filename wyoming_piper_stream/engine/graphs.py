@@ -18,6 +18,7 @@ import onnx
 import onnxruntime as ort
 
 from wyoming_piper_stream.engine.graph_split import (
+    DURATIONS_NAME,
     LATENT_NAME,
     MASK_NAME,
     PRIOR_NAME,
@@ -48,6 +49,8 @@ class Latent:
     z: np.ndarray
     y_mask: np.ndarray
     g: np.ndarray | None = None
+    durations: np.ndarray | None = None
+    """Frames per phoneme id (the duration predictor's), when the encoder exposes them."""
 
     @property
     def num_frames(self) -> int:
@@ -115,6 +118,11 @@ class Voice:
         self._decoder_inputs = {i.name for i in decoder.get_inputs()}
 
     @property
+    def has_durations(self) -> bool:
+        """The encoder gives frames per id (our split does; Piper's own export does not)."""
+        return DURATIONS_NAME in self._encoder_outputs
+
+    @property
     def is_multi_speaker(self) -> bool:
         # Judged by the session's inputs: a single-speaker export may carry a
         # constant ``sid`` initializer.
@@ -172,7 +180,13 @@ class Voice:
         y_mask = outputs.get(MASK_NAME)
         if y_mask is None:  # our split: z is already masked
             y_mask = np.ones((1, 1, z.shape[2]), dtype=z.dtype)
-        return Latent(z=z, y_mask=y_mask, g=outputs.get(SPEAKER_EMBEDDING_NAME))
+        durations = outputs.get(DURATIONS_NAME)
+        return Latent(
+            z=z,
+            y_mask=y_mask,
+            g=outputs.get(SPEAKER_EMBEDDING_NAME),
+            durations=None if durations is None else durations.reshape(-1).astype(np.int64),
+        )
 
     def run_flow(self, prior: Latent) -> Latent:
         """The flow on a stretch of ``z_p``; identity when the decoder holds the flow."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from wyoming_piper_stream.engine.clauses import utterance_ids
+import numpy as np
+
+from wyoming_piper_stream.engine.clauses import utterance_pieces
 from wyoming_piper_stream.engine.gate import Gate, ungated
-from wyoming_piper_stream.engine.loudness import to_pcm16
+from wyoming_piper_stream.engine.loudness import PcmStream
 from wyoming_piper_stream.engine.pacing import PlaybackClock
 from wyoming_piper_stream.server.jobs import SpeechJob
 from wyoming_piper_stream.server.settings import SynthesisSettings
@@ -31,20 +33,21 @@ def pcm_for_job(
     before each synthesis step (``scheduler``).
     """
     scales = ready.voice.scales(settings.noise_scale, settings.length_scale, settings.noise_w_scale)
-    id_map = ready.voice.config.phoneme_id_map
-    phoneme_type = ready.voice.config.phoneme_type
     silence_seconds = settings.sentence_silence
-    silence = bytes(2 * int(silence_seconds * ready.voice.config.sample_rate))
+    silence_samples = int(silence_seconds * ready.voice.config.sample_rate)
+    # One limiter per job: it holds back a few ms of look-ahead until the end.
+    pcm = PcmStream(ready.gain, ready.voice.config.sample_rate)
     for index, sentence in enumerate(job.sentences):
-        pieces = utterance_ids(
-            ready.phonemizer, sentence, id_map, settings.max_utterance_phonemes, phoneme_type
+        pieces = utterance_pieces(
+            ready.phonemizer, sentence, settings.max_utterance_phonemes, ready.streamer.context
         )
-        for ids in pieces:
-            for chunk in ready.streamer.stream(ids, scales, speaker_id, clock, gate):
+        for piece in pieces:
+            for chunk in ready.streamer.stream_piece(piece, scales, speaker_id, clock, gate):
                 if stop.is_set():
                     return
-                yield to_pcm16(chunk.audio, ready.gain)
+                yield pcm.feed(chunk.audio)
         is_last = index == len(job.sentences) - 1
-        if silence and (not is_last or job.trailing_silence):
+        if silence_samples and (not is_last or job.trailing_silence):
             clock.sent(silence_seconds)
-            yield silence
+            yield pcm.feed(np.zeros(silence_samples, dtype=np.float32))
+    yield pcm.end()

@@ -112,6 +112,7 @@ class VoiceBuilder:
             ),
             postprocess=make_denoiser(voice, self.streaming.denoiser_strength, padding),
             flow_padding=facts.flow_padding,
+            context=self.streaming.clause_context,
         )
         _LOGGER.info(
             "Loaded voice %s in %.2f s (padding %d frames, flow padding %s, gain %.2f)",

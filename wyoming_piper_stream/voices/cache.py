@@ -29,7 +29,7 @@ from wyoming_piper_stream.engine.voice_config import VoiceFiles
 
 _LOGGER = logging.getLogger(__name__)
 
-CACHE_VERSION = "4"
+CACHE_VERSION = "5"
 """Bump when the split or the measurements change, to leave old entries unused."""
 
 _ENCODER = "encoder.onnx"
