@@ -80,6 +80,19 @@ def test_own_ids_of_the_pieces_tile_the_sentence(joe_voice: Voice) -> None:
         assert whole[after.first] == id_map[" "][0]  # a seam sits in the comma's pause
 
 
+@pytest.mark.parametrize("text", ["ab cd, ef gh, ij", "ab，cd，ef"])
+def test_pieces_tile_the_sentence_with_or_without_a_space_at_the_cut(text: str) -> None:
+    id_map = {s: [i] for i, s in enumerate("_^$ ,，abcdefghij")}
+    phonemes = list(text)
+    pieces = sentence_pieces(phonemes, clause_pieces(phonemes, 1))
+    assert len(pieces) == 3
+    whole = phonemes_to_ids(phonemes, id_map)
+    windows = [piece_window(p, id_map, 10_000) for p in pieces]
+    assert all(w.ids == whole for w in windows)
+    assert [w.first for w in windows[1:]] == [w.end for w in windows[:-1]]
+    assert windows[0].first == 0 and windows[-1].end == len(whole)
+
+
 def test_unknown_continuation_gets_a_placeholder(joe_voice: Voice) -> None:
     id_map = joe_voice.config.phoneme_id_map
     piece = SentencePiece(tuple(_phonemes("Sure, ")), (), None)
