@@ -7,7 +7,8 @@ servers flips every round): one-shot synthesize of several texts, an LLM-like
 text stream, and 4 simultaneous clients. Writes bench-out/results.json and
 bench-out/timeline-80w.png.
 
-Usage: ``script/bench [--rounds N] [--quick]``
+Usage: ``script/bench [--rounds N] [--quick]``; ``script/bench --llm`` runs the
+LLM-paced section alone (``bench/llm.py``).
 """
 
 from __future__ import annotations
@@ -380,7 +381,13 @@ async def cold_starts(config: Config) -> ColdStarts:
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if "--llm" in argv:  # the LLM-paced section alone (bench/llm.py)
+        from bench import llm
+
+        llm.main([a for a in argv if a != "--llm"])
+        return
+    config = parse_args(argv)
     if config.cold_only:
         text, found = coldstart.report(asyncio.run(cold_starts(config)))
         print(f"\nCold start, {max(1, config.cold_rounds)} interleaved rounds\n{text}")

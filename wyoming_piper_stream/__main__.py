@@ -26,7 +26,13 @@ from wyoming_piper_stream.engine.settings_field import default_of, settings_fiel
 from wyoming_piper_stream.server.context import ConnectionSlots, ServerContext
 from wyoming_piper_stream.server.handler import SpeechEventHandler
 from wyoming_piper_stream.server.scheduler import StepScheduler
-from wyoming_piper_stream.server.settings import LimitSettings, ServerSettings, SynthesisSettings
+from wyoming_piper_stream.server.settings import (
+    ClauseMode,
+    ClauseSettings,
+    LimitSettings,
+    ServerSettings,
+    SynthesisSettings,
+)
 from wyoming_piper_stream.voices.library import VoiceLibrary
 from wyoming_piper_stream.voices.settings import PACKAGED_CACHE, VoiceLibrarySettings
 from wyoming_piper_stream.web.settings import WebSettings, parse_allow
@@ -117,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         negated="do not accept streamed text",
     )
+    clauses = ClauseSettings
+    add(
+        "--clause-streaming", clauses, "clause_streaming", type=ClauseMode, choices=list(ClauseMode)
+    )
+    add("--clause-min-words", clauses, "clause_min_words", kind=int)
+    add("--clause-max-words", clauses, "clause_max_words", kind=int)
+    add("--clause-fast-rate", clauses, "clause_fast_rate", kind=float)
+    add("--clause-rest-words", clauses, "clause_rest_words", kind=float)
     add("--zeroconf", server, "zeroconf_name", nargs="?", const="piper-stream")
     add("--use-cuda", voices, "use_cuda", action="store_true")
     add("--chunk-size", streamer, "chunk_size", kind=int)
@@ -214,6 +228,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         streamer=_from_args(StreamingSettings, args),
         voices=_from_args(VoiceLibrarySettings, args),
         limits=_from_args(LimitSettings, args),
+        clauses=_from_args(ClauseSettings, args),
     )
 
 

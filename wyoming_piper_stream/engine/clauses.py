@@ -157,10 +157,17 @@ def _word_cuts(phrases: list[str], phonemes: list[str]) -> list[int]:
 
 
 def _sentence_cuts(
-    phonemizer: Phonemizer, sentence: str, max_phonemes: int
+    phonemizer: Phonemizer, sentence: str, max_phonemes: int, continues: bool = False
 ) -> Iterator[tuple[list[str], list[list[str]]]]:
-    """Each phonemized sentence of ``sentence`` with its pieces (Piper's phonemes, cut)."""
+    """Each phonemized sentence of ``sentence`` with its pieces (Piper's phonemes, cut).
+
+    ``continues``: the text is a clause whose sentence goes on (clause streaming);
+    espeak-ng ends a clause alone with its break and a space, and the space is
+    dropped as at every cut, so the phonemes are those of the clause in the sentence.
+    """
     sentences = safe_phonemize(phonemizer, sentence)
+    if continues and sentences:
+        sentences[-1] = _strip(sentences[-1])
     for phonemes in sentences:
         pieces = clause_pieces(phonemes, max_phonemes)
         if len(sentences) == 1 and max(map(len, pieces)) > max_phonemes > 0:
@@ -170,10 +177,10 @@ def _sentence_cuts(
 
 
 def utterance_phonemes(
-    phonemizer: Phonemizer, sentence: str, max_phonemes: int
+    phonemizer: Phonemizer, sentence: str, max_phonemes: int, continues: bool = False
 ) -> Iterator[list[str]]:
     """Phonemes of each utterance the encoder gets for one sentence (Piper's, in pieces)."""
-    for _, pieces in _sentence_cuts(phonemizer, sentence, max_phonemes):
+    for _, pieces in _sentence_cuts(phonemizer, sentence, max_phonemes, continues):
         yield from pieces
 
 
@@ -183,9 +190,12 @@ def utterance_ids(
     id_map: Mapping[str, Sequence[int]],
     max_phonemes: int,
     phoneme_type: str = "espeak",
+    *,
+    continues: bool = False,
 ) -> Iterator[list[int]]:
-    """Phoneme ids of each piece alone (no context: how cuts were spoken before)."""
-    for piece in utterance_phonemes(phonemizer, sentence, max_phonemes):
+    """Phoneme ids of each piece alone (no context: how cuts were spoken before);
+    ``continues``: for a clause of a sentence that goes on."""
+    for piece in utterance_phonemes(phonemizer, sentence, max_phonemes, continues):
         yield phonemes_to_ids(piece, id_map, phoneme_type)
 
 
@@ -318,17 +328,33 @@ def sentence_pieces(
 
 
 def utterance_pieces(
-    phonemizer: Phonemizer, sentence: str, max_phonemes: int, context: int = CONTEXT_PHONEMES
+    phonemizer: Phonemizer,
+    sentence: str,
+    max_phonemes: int,
+    context: int = CONTEXT_PHONEMES,
+    *,
+    before: Sequence[str] = (),
+    continues: bool = False,
 ) -> Iterator[SentencePiece]:
     """The pieces the encoder gets for one text sentence (espeak may split it further).
 
     A sentence is cut only where that saves encoder work: when the first
     piece's window (``context`` phonemes after it) would hold the whole
     sentence anyway, it stays whole, exactly Piper's utterance.
+
+    Clause streaming speaks a sentence in parts as its text arrives: ``before`` is
+    what was spoken of it already (phonemes, with the joining space), and
+    ``continues`` says that more of it will follow, not known yet.
     """
-    for phonemes, cut in _sentence_cuts(phonemizer, sentence, max_phonemes):
+    found = list(_sentence_cuts(phonemizer, sentence, max_phonemes, continues))
+    for index, (phonemes, cut) in enumerate(found):
         pieces = sentence_pieces(phonemes, cut)
         after = pieces[0].after if pieces else None
-        if len(pieces) > 1 and after is not None and len(after) <= context:
+        whole = not before and not continues
+        if whole and len(pieces) > 1 and after is not None and len(after) <= context:
             pieces = [SentencePiece(tuple(phonemes))]
-        yield from pieces
+        spoken = tuple(before) if index == 0 else ()
+        goes_on = continues and index == len(found) - 1
+        for piece in pieces:
+            rest = None if goes_on and not piece.after else piece.after
+            yield SentencePiece(piece.phonemes, (*spoken, *piece.before), rest)

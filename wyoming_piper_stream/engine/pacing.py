@@ -103,6 +103,15 @@ class PlaybackClock:
             self.started = now - self.sent_seconds  # the player ran dry and waited
         self.sent_seconds += seconds
 
+    def restart_if_dry(self) -> None:
+        """Before a new utterance: if the player has played everything, it starts afresh
+        (a small first chunk, as a new stream) instead of as a stalled stream's next
+        chunk (the largest, to catch up), so the silence ends sooner."""
+        ahead = self.ahead()
+        if ahead is not None and ahead <= 0.0:
+            self.started = None
+            self.sent_seconds = 0.0
+
     def worked(self, waited: float, seconds: float) -> None:
         """Record one step: ``seconds`` of compute after ``waited`` for the turn."""
         sample = seconds / max(seconds + waited, 1e-9)

@@ -36,6 +36,7 @@ class SpeechEventHandler(AsyncEventHandler):
         self.context = context
         self._requests = SpeechRequests(context.settings, context.scheduler.clock)
         self.jobs = JobRunner(context, self.write_event, self._fail, self.stop)
+        self._recheck: asyncio.TimerHandle | None = None  # a held-back clause may fall due
         self._failed = False  # an error was sent: it is the last event of the connection
 
     async def run(self) -> None:
@@ -101,6 +102,7 @@ class SpeechEventHandler(AsyncEventHandler):
             return True
         try:
             self.jobs.add(self._dispatch(event))
+            self._schedule_recheck()
         except _BAD_EVENT as error:
             await self._fail(f"bad {event.type} event: {error!r}", ErrorCode.REQUEST)
             return False
@@ -140,7 +142,26 @@ class SpeechEventHandler(AsyncEventHandler):
                 await self._send(Error(text=message, code=code.value).event())
         await self.stop()
 
+    def _schedule_recheck(self) -> None:
+        """Ask the clause policy again when a clause it holds back may fall due."""
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
+        when = self._requests.recheck_at()
+        if when is not None and not self._failed:
+            delay = max(0.0, when - self.context.scheduler.clock())
+            self._recheck = asyncio.get_running_loop().call_later(delay, self._on_recheck)
+
+    def _on_recheck(self) -> None:
+        self._recheck = None
+        if self._failed:
+            return
+        self.jobs.add(self._requests.poll())
+        self._schedule_recheck()
+
     async def disconnect(self) -> None:
+        if self._recheck is not None:
+            self._recheck.cancel()
         self.jobs.cancel()
 
     def abort(self) -> None:

@@ -19,7 +19,7 @@ from wyoming.tts import SynthesizeStopped
 
 from wyoming_piper_stream.engine.errors import ErrorCode, SpeechError
 from wyoming_piper_stream.server.context import ServerContext
-from wyoming_piper_stream.server.jobs import JobStats, SpeechJob
+from wyoming_piper_stream.server.jobs import JobStats
 from wyoming_piper_stream.server.speech_requests import QueuedJob, Work
 from wyoming_piper_stream.server.thread_bridge import ThreadedIterator
 
@@ -88,7 +88,7 @@ class JobRunner:
 
     async def _speak(self, queued: QueuedJob) -> None:
         job = queued.job
-        if not job.sentences:
+        if not job.sentences and queued.clauses is None:
             await self._write(AudioStop().event())
             return
         stats = JobStats()
@@ -100,7 +100,7 @@ class JobRunner:
         speaker_id = ready.voice.speaker_id(speaker)
         await self._send_audio(ready, queued, speaker_id, stats)
         self.context.stats.record(stats.record(ready.voice.config.sample_rate))
-        _log(ready, job, stats)
+        _log(ready, queued, stats)
 
     async def _send_audio(
         self, ready: ReadyVoice, queued: QueuedJob, speaker_id: int | None, stats: JobStats
@@ -113,7 +113,7 @@ class JobRunner:
         gate = self.context.scheduler.gate(queued.clock, arrived=stats.started)
         pcm = ThreadedIterator(
             lambda stop: job_pcm.pcm_for_job(
-                ready, queued.job, settings, speaker_id, stop, queued.clock, gate
+                ready, queued.job, settings, speaker_id, stop, queued.clock, gate, queued.clauses
             ),
             self.context.executor,
             shutdown=self.context.shutdown,
@@ -127,13 +127,13 @@ class JobRunner:
         await self._write(AudioStop().event())
 
 
-def _log(ready: ReadyVoice, job: SpeechJob, stats: JobStats) -> None:
+def _log(ready: ReadyVoice, queued: QueuedJob, stats: JobStats) -> None:
     total = time.perf_counter() - stats.started
     audio_seconds = stats.samples / ready.voice.config.sample_rate
     first = (stats.first_audio or time.perf_counter()) - stats.started
     _LOGGER.info(
         "Spoke %d chars with %s: first audio %.0f ms, %.2f s audio, RTF %.3f",
-        sum(len(s) for s in job.sentences),
+        sum(map(len, queued.job.sentences)) + (queued.clauses.chars if queued.clauses else 0),
         ready.voice.name,
         first * 1000,
         audio_seconds,

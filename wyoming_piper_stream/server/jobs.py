@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from wyoming_piper_stream.server.stats import RequestRecord
+
+
+class ClauseFeed:
+    """A sentence spoken while it still arrives: its parts, handed from the event loop
+    to the job's worker thread (clause streaming, ``clause_policy``)."""
+
+    def __init__(self) -> None:
+        self._parts: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
+        self.chars = 0
+
+    def add(self, text: str, ends_sentence: bool) -> None:
+        """The next part; the sentence's last part (``ends_sentence``) may be empty."""
+        self.chars += len(text)
+        self._parts.put((text, ends_sentence))
+
+    def parts(self, stop: threading.Event) -> Iterator[tuple[str, bool]]:
+        """Blocking: (text, the sentence continues after it) until the last part or ``stop``."""
+        while not stop.is_set():
+            try:
+                text, ends_sentence = self._parts.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            yield text, not ends_sentence
+            if ends_sentence:
+                return
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 from dataclasses import dataclass
 
@@ -31,6 +32,50 @@ class SynthesisSettings:
         200,  # ~40 words, ~5 s of speech
         "longer sentences go through the encoder clause by clause (0 = never, as Piper)",
         minimum=0,
+    )
+
+
+class ClauseMode(enum.StrEnum):
+    """``--clause-streaming``."""
+
+    AUTO = "auto"
+    """Speak a clause early only when the player would otherwise fall silent."""
+    OFF = "off"
+    """Whole sentences only (as before clause streaming)."""
+    ALWAYS = "always"
+    """Speak every complete clause as soon as it is complete."""
+
+
+@dataclass(frozen=True)
+class ClauseSettings:
+    """Clause streaming of streamed text: when a clause is spoken before its sentence ends
+    (``clause_policy``)."""
+
+    clause_streaming: ClauseMode = setting(
+        ClauseMode.AUTO,
+        "speak a clause of streamed text before its sentence ends: auto (when the player "
+        "would fall silent), off, always",
+    )
+    clause_min_words: int = setting(
+        4,
+        "shortest part of a sentence spoken early (~1.3 s of speech, which covers the "
+        "synthesis of the next part many times)",
+        minimum=1,
+    )
+    clause_max_words: int = setting(
+        12,
+        "words without clause punctuation before a last-resort cut between words (they "
+        "arrive in 1.5 s at 8 words/s; their ~4 s of speech covers 16 more words at 4/s)",
+        minimum=1,
+    )
+    clause_fast_rate: float = setting(
+        30.0, "text at this many words/s or faster is never cut early", minimum=0.0
+    )
+    clause_rest_words: float = setting(
+        3.0,
+        "words a sentence is assumed to still need: a clause is spoken once the buffered "
+        "audio would run out before they arrive",
+        minimum=0.0,
     )
 
 
@@ -70,3 +115,4 @@ class ServerSettings:
     streamer: StreamingSettings = setting(default_factory=StreamingSettings)
     voices: VoiceLibrarySettings = setting(default_factory=VoiceLibrarySettings)
     limits: LimitSettings = setting(default_factory=LimitSettings)
+    clauses: ClauseSettings = setting(default_factory=ClauseSettings)

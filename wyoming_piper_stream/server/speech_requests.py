@@ -2,7 +2,9 @@
 
 One-shot: ``synthesize`` -> one job (all its sentences, one audio-start/stop cycle).
 Streamed: ``synthesize-start``, ``synthesize-chunk``* -> one job per finished
-sentence, ``synthesize-stop`` -> the rest, then ``synthesize-stopped``. Home
+sentence, ``synthesize-stop`` -> the rest, then ``synthesize-stopped``. A sentence
+may start before it ends (``clause_policy``): its job then takes its parts as they
+come, in the sentence's one audio-start/stop cycle. Home
 Assistant repeats the whole text as a ``synthesize`` inside a stream for older
 servers: it is ignored. The jobs of one stream share one playback clock.
 """
@@ -12,12 +14,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from sentence_stream import SentenceBoundaryDetector
 from wyoming.tts import SynthesizeVoice
 
 from wyoming_piper_stream.engine.errors import ErrorCode, SpeechError
 from wyoming_piper_stream.engine.pacing import Clock, PlaybackClock
-from wyoming_piper_stream.server.jobs import SpeechJob
+from wyoming_piper_stream.server.clause_policy import ClausePolicy, TextPiece
+from wyoming_piper_stream.server.jobs import ClauseFeed, SpeechJob
 from wyoming_piper_stream.server.sentences import punctuate, split_sentences
 from wyoming_piper_stream.server.settings import ServerSettings
 
@@ -36,6 +38,8 @@ class QueuedJob:
 
     job: SpeechJob
     clock: PlaybackClock = field(compare=False)
+    clauses: ClauseFeed | None = field(default=None, compare=False)
+    """A sentence spoken while it arrives: its parts (instead of ``job.sentences``)."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,11 @@ class _TextStream:
 
     voice: SynthesizeVoice | None
     clock: PlaybackClock
-    detector: SentenceBoundaryDetector = field(default_factory=SentenceBoundaryDetector)
+    policy: ClausePolicy
+    """Finds the sentences, and the clauses to speak before their sentence ends."""
     chars: int = 0
+    feed: ClauseFeed | None = None
+    """The sentence being spoken while it still arrives, if any."""
 
 
 class SpeechRequests:
@@ -77,7 +84,9 @@ class SpeechRequests:
         if self._stream is not None:
             _LOGGER.warning("synthesize-start inside a stream: starting over")
         _check_voice(voice)
-        self._stream = _TextStream(voice=voice, clock=PlaybackClock(now=self.clock))
+        self._end_stream()
+        policy = ClausePolicy(self.settings.clauses)
+        self._stream = _TextStream(voice, PlaybackClock(now=self.clock), policy)
         return []
 
     def chunk(self, text: object) -> list[Work]:
@@ -87,22 +96,62 @@ class SpeechRequests:
             return []
         stream.chars += len(_checked_text(text))
         self._check_length(stream.chars)
-        sentences = stream.detector.add_chunk(str(text))
-        return [self._sentence(stream, s, trailing=True) for s in sentences if s.strip()]
+        pieces = stream.policy.add(str(text), self.clock(), stream.clock.ahead())
+        return self._pieces(stream, pieces)
+
+    def poll(self) -> list[Work]:
+        """No new text: a clause the policy held back may be due now."""
+        stream = self._stream
+        if stream is None:
+            return []
+        return self._pieces(stream, stream.policy.poll(self.clock(), stream.clock.ahead()))
+
+    def recheck_at(self) -> float | None:
+        """When ``poll`` may have work if no text arrives (on ``clock``); None: never."""
+        stream = self._stream
+        if stream is None:
+            return None
+        return stream.policy.recheck_at(self.clock(), stream.clock.ahead())
 
     def stop(self) -> list[Work]:
         stream = self._stream
         if stream is None:
             _LOGGER.warning("Ignoring synthesize-stop outside a stream")
             return []
-        self._stream = None
-        rest = stream.detector.finish()
-        last = [self._sentence(stream, rest)] if rest.strip() else []
+        last = self._pieces(stream, stream.policy.finish(self.clock()), trailing=False)
+        self._end_stream()
         return [*last, StreamStopped()]
 
-    def _sentence(self, stream: _TextStream, sentence: str, trailing: bool = False) -> Work:
-        text = punctuate(sentence, self.settings.synthesis.auto_punctuation)
-        return self._queued([text], stream.voice, stream.clock, trailing)
+    def _pieces(
+        self, stream: _TextStream, pieces: list[TextPiece], trailing: bool = True
+    ) -> list[Work]:
+        """Sentences become jobs; the parts of a sentence spoken while it arrives go to
+        that sentence's one job, in order."""
+        work: list[Work] = []
+        auto = self.settings.synthesis.auto_punctuation
+        for piece in pieces:
+            text = punctuate(piece.text, auto if piece.ends_sentence else "")
+            if stream.feed is None and piece.ends_sentence:
+                if text:
+                    work.append(self._queued([text], stream.voice, stream.clock, trailing))
+                continue
+            if stream.feed is None:
+                stream.feed = ClauseFeed()
+                queued = self._queued([], stream.voice, stream.clock, trailing)
+                work.append(QueuedJob(queued.job, queued.clock, stream.feed))
+            stream.feed.add(text, piece.ends_sentence)
+            if piece.ends_sentence:
+                stream.feed = None
+        return work
+
+    def _end_stream(self) -> None:
+        """Forget the stream; a sentence it left open ends where it is."""
+        stream, self._stream = self._stream, None
+        if stream is not None and stream.feed is not None:
+            stream.feed.add("", ends_sentence=True)
+        if stream is not None and stream.policy.early_pieces:
+            count = stream.policy.early_pieces
+            _LOGGER.info("Spoke %d clause(s) before their sentence ended", count)
 
     def _queued(
         self,
