@@ -141,3 +141,25 @@ def test_sharing_the_cores_makes_the_first_chunk_larger() -> None:
 
     assert first_chunk(1.0) == 16
     assert first_chunk(0.25) > 16  # a quarter of the cores: slower than real time at 16
+
+
+def test_an_utterance_after_the_player_fell_silent_starts_small_again() -> None:
+    """Text kept the player waiting (clause streaming, a slow LLM): the next utterance is
+    a new start (small first chunk), not a stalled stream's catch-up (largest chunk)."""
+    device = DeviceVoice(0.0005)
+    streamer = _decoder(device)
+    clock = PlaybackClock(now=streamer.clock)
+
+    def first_chunk() -> int:
+        clock.restart_if_dry()
+        chunk = next(iter(streamer.stream(list(range(FRAMES)), SCALES, None, clock)))
+        return chunk.end_frame - chunk.start_frame
+
+    assert first_chunk() == 16
+    for _ in streamer.stream(list(range(FRAMES)), SCALES, None, clock):
+        pass
+    buffered = clock.ahead()
+    assert buffered is not None and buffered > 1.0
+    assert first_chunk() == 128  # still playing: restart_if_dry keeps the clock
+    device.clock.advance(60.0)  # everything played, then silence
+    assert first_chunk() == 16
