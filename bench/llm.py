@@ -129,7 +129,7 @@ Key = tuple[str, float]  # (reply, rate)
 @dataclass
 class Run:
     samples: dict[str, dict[Key, list[Sample]]]
-    traces: dict[str, dict[Key, PacedTrace]]
+    traces: dict[str, dict[Key, list[PacedTrace]]]
     failures: list[str]
 
     def values(self, server: str, key: Key, attr: str) -> list[float]:
@@ -164,7 +164,7 @@ async def run_rounds(servers: dict[str, Server], rounds: int, rates: tuple[float
                     silence, end = trace.played()
                     sample = Sample(trace.first, silence, end, trace.early, trace.audio_seconds)
                     run.samples[name].setdefault(key, []).append(sample)
-                    run.traces[name].setdefault(key, trace)
+                    run.traces[name].setdefault(key, []).append(trace)
         print(f"  round {index + 1}/{rounds} done", flush=True)
     return run
 
@@ -261,10 +261,14 @@ def report(run: Run, rounds: int, rates: tuple[float, ...]) -> list[Target]:
 def write_outputs(run: Run, found: list[Target], rounds: int) -> None:
     for reply in ("short-then-long", "long-first"):
         key = (reply, 8.0)
-        traces = {name: run.traces[name][key] for name in SERVERS if key in run.traces[name]}
+        traces = {
+            name: _median_round(run.traces[name][key])
+            for name in SERVERS
+            if key in run.traces[name]
+        }
         if traces:
             path = OUT_DIR / f"llm-timeline-{reply}.png"
-            llm_timeline(traces, f"{reply} reply at 8 words/s (round 1)", path)
+            llm_timeline(traces, f"{reply} reply at 8 words/s (each server's median round)", path)
             print(f"wrote {path}")
     data = {
         "rounds": rounds,
@@ -279,6 +283,11 @@ def write_outputs(run: Run, found: list[Target], rounds: int) -> None:
     path = OUT_DIR / "llm.json"
     path.write_text(json.dumps(json_safe(data), indent=1))
     print(f"wrote {path}")
+
+
+def _median_round(traces: list[PacedTrace]) -> PacedTrace:
+    """The trace with the median silence (then first audio): a typical round, not an outlier."""
+    return sorted(traces, key=lambda t: (t.played()[0], t.first))[len(traces) // 2]
 
 
 async def benchmark(rounds: int, rates: tuple[float, ...], voices: Path) -> Run:
