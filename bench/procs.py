@@ -84,13 +84,15 @@ class Server:
     poller: RssPoller | None = None
     peak_rss: int = 0
     high_water_mark: int = 0
+    wrapper: tuple[str, ...] = ()
+    """Runs the server, e.g. ``("taskset", "-c", "1")`` to pin it to a core."""
     _log: object = field(default=None, repr=False)
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if k not in _ENV_ARGS}
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", *self.args],
+            [*self.wrapper, sys.executable, "-m", *self.args],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,

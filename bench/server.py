@@ -8,7 +8,8 @@ text stream, and 4 simultaneous clients. Writes bench-out/results.json and
 bench-out/timeline-80w.png.
 
 Usage: ``script/bench [--rounds N] [--quick]``; ``script/bench --llm`` runs the
-LLM-paced section alone (``bench/llm.py``).
+LLM-paced section alone (``bench/llm.py``); ``script/bench --slow N``: the slow-device
+benchmark (``bench.slow``).
 """
 
 from __future__ import annotations
@@ -358,7 +359,19 @@ def parse_args(argv: list[str]) -> Config:
         default=180.0,
         help="seconds allowed per request and for a server to start",
     )
+    parser.add_argument(
+        "--slow",
+        type=int,
+        metavar="N",
+        help="slow device instead: each server pinned to one core shared with N busy loops "
+        "(rounds default 3)",
+    )
     args = parser.parse_args(argv)
+    if args.slow is not None:
+        from bench import slow
+
+        slow.main(max(0, args.slow), args.rounds if args.rounds != 5 else 3, args.timeout, OUT_DIR)
+        sys.exit(0)
     texts = QUICK_TEXTS if args.quick else tuple(TEXTS)
     return Config(
         rounds=2 if args.quick else max(1, args.rounds),

@@ -33,11 +33,21 @@ STREAM_REPLY = (
 )
 """The reply an LLM streams in pieces (three sentences)."""
 
+TWENTY_SHORT = (
+    "Done. The lights are off. The door is locked. It is nine degrees. Rain starts at noon. "
+    "Your timer is set. The oven is on. The fan is off. Music is playing. The alarm is set "
+    "for seven. The garage is closed. The heating is on. The blinds are down. The kettle is "
+    "boiling. The window is open. Your parcel arrived. The battery is full. The washer is "
+    "done. Dinner is at six. Good night."
+)
+"""Twenty short sentences in one request: many encoder calls, each a little audio."""
+
 TEXTS: dict[str, str] = {
     "5w": WORDS_5,
     "25w": WORDS_25,
     "80w": WORDS_80,
     "3sent": THREE_SENTENCES,
+    "20short": TWENTY_SHORT,
 }
 """One-shot texts by name, in table order."""
 

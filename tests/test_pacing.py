@@ -1,28 +1,46 @@
-"""Adaptive chunk sizes: no playback underruns on a slow device, big chunks on a fast one.
+"""The pacing: whole-job plans on simulated devices, never a stall, first audio held just enough.
 
-A stand-in voice whose decoder advances a simulated clock by a fixed time per
-frame plays the device; a simulated real-time player on the same clock counts
-the stalls. Nothing sleeps, and the machine's speed does not matter.
+A stand-in voice advances a simulated clock by what each step would cost on a
+device of a given speed (encoder per id, flow and decoder per frame, each
+call's overhead); a simulated real-time player on the same clock counts the
+stalls. Nothing sleeps, and the machine's speed does not matter.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pytest
 
-from wyoming_piper_stream.engine.chunked_decoder import ChunkedDecoder, ChunkSchedule
+from wyoming_piper_stream.engine.chunked_decoder import ChunkedDecoder
 from wyoming_piper_stream.engine.graphs import Latent, SynthesisScales
-from wyoming_piper_stream.engine.pacing import DecodeSpeed, Pacer, PlaybackClock, simulate_playback
+from wyoming_piper_stream.engine.pacing import (
+    ChunkSchedule,
+    CostModel,
+    LinearFit,
+    Pacing,
+    PlannedPacing,
+    PlaybackClock,
+    StepCosts,
+    simulate_playback,
+)
 from wyoming_piper_stream.engine.voice_config import DEFAULT_HOP_LENGTH as HOP_LENGTH
+from wyoming_piper_stream.voices.cache import VoiceCache
 
 SCALES = SynthesisScales(0.0, 1.0, 0.0)
-FRAMES = 300  # ~3.5 s of audio
+RATE = 22050
+FRAME_SECONDS = HOP_LENGTH / RATE
+FRAMES_PER_ID = 2
+PADDING = 10
 
 
 @dataclass(frozen=True)
 class _Config:
-    sample_rate: int = 22050
+    sample_rate: int = RATE
     hop_length: int = HOP_LENGTH
 
 
@@ -40,42 +58,107 @@ class SimulatedClock:
 
 
 class DeviceVoice:
-    """Decodes in ``seconds_per_frame`` of simulated time, like a device of that speed."""
+    """Runs each step in simulated time, like a device ``speed`` times slower than real time.
 
-    flow = None
+    At ``speed`` 1.0 the encoder, flow and decoder of a whole utterance, without
+    chunk padding or call overheads, take as long as its audio plays; the overheads
+    come on top, as on a real device.
+    """
+
     config = _Config()
 
-    def __init__(self, seconds_per_frame: float) -> None:
-        self.seconds_per_frame = seconds_per_frame
+    def __init__(self, speed: float, separate_flow: bool = True, encoder_share: float = 0.2):
         self.clock = SimulatedClock()
+        per_frame = speed * FRAME_SECONDS
+        self.encoder_per_id = encoder_share * per_frame * FRAMES_PER_ID
+        self.flow_per_frame = 0.2 * per_frame if separate_flow else 0.0
+        self.decoder_per_frame = per_frame - self.flow_per_frame - encoder_share * per_frame
+        self.call = 0.004 * speed / 0.2  # ~4 ms per call on a device 5x faster than real time
+        self.flow = object() if separate_flow else None
+        self.load: tuple[float, float] | None = None  # (from when, steps take this much longer)
+
+    def _work(self, seconds: float) -> None:
+        if self.load is not None and self.clock.now >= self.load[0]:
+            seconds *= self.load[1]
+        self.clock.advance(seconds)
 
     def encode(self, ids, scales, speaker_id=None) -> Latent:
-        frames = len(ids)
+        self._work(self.call + self.encoder_per_id * len(ids))
+        frames = FRAMES_PER_ID * len(ids)
         return Latent(np.zeros((1, 4, frames), np.float32), np.ones((1, 1, frames), np.float32))
 
     def run_flow(self, prior: Latent) -> Latent:
+        self._work(self.call + self.flow_per_frame * prior.num_frames)
         return prior
 
     def decode(self, latent: Latent) -> np.ndarray:
-        self.clock.advance(self.seconds_per_frame * latent.num_frames)
+        self._work(self.call + self.decoder_per_frame * latent.num_frames)
         return np.zeros(latent.num_frames * HOP_LENGTH, np.float32)
 
 
-def _decoder(device: DeviceVoice, adaptive: bool = True) -> ChunkedDecoder:
-    schedule = ChunkSchedule(16, 128, adaptive=adaptive)
-    return ChunkedDecoder(device, padding=10, schedule=schedule, clock=device.clock)  # type: ignore[arg-type]
+def _decoder(device: DeviceVoice, pacing: Pacing | None = None) -> ChunkedDecoder:
+    pacing = pacing or PlannedPacing(16, 128, FRAME_SECONDS)
+    return ChunkedDecoder(device, PADDING, pacing, clock=device.clock, flow_padding=4)  # type: ignore[arg-type]
 
 
-def _play(streamer: ChunkedDecoder, utterances: int = 1) -> tuple[int, list[list[int]]]:
-    """Underruns over a job of ``utterances`` (one playback clock), chunk sizes of each."""
-    arrivals, sizes = [], []
-    clock = PlaybackClock(now=streamer.clock)
-    for _ in range(utterances):
+@dataclass(frozen=True)
+class Played:
+    first_audio: float
+    total: float
+    audio: float
+    stall: float
+    worst_stall: float
+    sizes: list[list[int]]
+    earliest_start: float
+    """The earliest first audio that plays these chunks without a stall (each ready when made)."""
+
+
+def _speak(decoder: ChunkedDecoder, utterances: list[int], later: Sequence[int] = ()) -> Played:
+    """A job as the server runs it (``job_pcm``): its utterances of these id counts, then
+    sentences of ``later`` characters still to come; held chunks reach the player with the
+    first released."""
+    device_clock = decoder.clock
+    clock = PlaybackClock(now=device_clock)
+    clock.phonemized(utterances)
+    clock.expect_text(later)
+    started = device_clock()
+    arrivals: list[tuple[float, float]] = []
+    held: list[float] = []
+    sizes: list[list[int]] = []
+    made = 0.0  # audio made before the current chunk
+    earliest = 0.0
+    for ids in utterances:
+        clock.utterance_started()
         sizes.append([])
-        for chunk in streamer.stream(list(range(FRAMES)), SCALES, None, clock):
-            arrivals.append((streamer.clock(), len(chunk.audio) / 22050))
+        for chunk in decoder.stream(list(range(ids)), SCALES, None, clock):
             sizes[-1].append(chunk.end_frame - chunk.start_frame)
-    return simulate_playback(arrivals).underruns, sizes
+            held.append(len(chunk.audio) / RATE)
+            earliest = max(earliest, device_clock() - started - made)
+            made += len(chunk.audio) / RATE
+            if not chunk.held:
+                arrivals.append((device_clock(), sum(held)))
+                held.clear()
+    if held:
+        arrivals.append((device_clock(), sum(held)))
+    decoder.costs.learn_plan(clock)  # as the server does at the end of a job
+    check = simulate_playback(arrivals)
+    return Played(
+        first_audio=arrivals[0][0] - started,
+        total=device_clock() - started,
+        audio=sum(seconds for _, seconds in arrivals),
+        stall=check.stall_seconds,
+        worst_stall=check.worst_stall,
+        sizes=sizes,
+        earliest_start=earliest,
+    )
+
+
+def _taught(speed: float, **device: object) -> ChunkedDecoder:
+    """A decoder that has spoken once on this device (the costs are learned as it runs)."""
+    decoder = _decoder(DeviceVoice(speed, **device))  # type: ignore[arg-type]
+    _speak(decoder, [40, 120, 200])
+    _speak(decoder, [150])
+    return decoder
 
 
 def test_simulated_player_counts_stalls() -> None:
@@ -83,83 +166,205 @@ def test_simulated_player_counts_stalls() -> None:
     check = simulate_playback([(0.0, 1.0), (1.5, 1.0), (2.0, 1.0)])
     assert check.underruns == 1
     assert abs(check.stall_seconds - 0.5) < 1e-9
+    assert abs(check.worst_stall - 0.5) < 1e-9
 
 
-def test_slow_device_stalls_with_doubling_but_not_with_adaptive_sizes() -> None:
-    # 6 ms per frame: a frame plays 11.6 ms, but padding (2 x 10 frames per
-    # chunk) makes small chunks slower than real time.
-    underruns, _ = _play(_decoder(DeviceVoice(0.006), adaptive=False))
-    assert underruns > 0
-
-    adaptive = _decoder(DeviceVoice(0.006))
-    _play(adaptive)  # the first utterance teaches it the device's speed
-    underruns, [sizes] = _play(adaptive)
-    assert underruns == 0
-    assert sizes[0] > 16  # a larger first chunk buys a stream without stalls
+@pytest.mark.parametrize("speed", [0.8, 1.0, 1.3])
+def test_no_stall_on_devices_near_real_time(speed: float) -> None:
+    """A 3-clause reply (~9 s) on devices at 0.8x, 1.0x and 1.3x of real time."""
+    played = _speak(_taught(speed), [120, 140, 130])
+    assert played.stall == 0.0
+    assert played.audio == pytest.approx(390 * FRAMES_PER_ID * FRAME_SECONDS)
 
 
-def test_fast_device_keeps_a_small_first_chunk_and_grows_to_the_largest() -> None:
-    adaptive = _decoder(DeviceVoice(0.0005))
-    _play(adaptive)
-    underruns, [sizes] = _play(adaptive)
-    assert underruns == 0
+def test_slow_device_holds_the_first_audio_just_as_long_as_needed() -> None:
+    decoder = _taught(1.3)
+    played = _speak(decoder, [120, 140, 130])
+    assert played.stall == 0.0
+    # Playback may start once the rest takes no longer than the audio left:
+    # total work - audio + a margin, far earlier than the end of the work.
+    assert played.first_audio > played.total - played.audio  # slower than real time
+    # No later than needed for these chunks, plus the plan's margin (10% of the work).
+    assert played.first_audio <= played.earliest_start + 0.1 * played.total
+    assert played.first_audio < 0.6 * played.total  # far from waiting for all of it
+
+
+def test_faster_devices_start_sooner() -> None:
+    played = [_speak(_taught(speed), [120, 140, 130]) for speed in (0.3, 0.8, 1.3)]
+    firsts = [p.first_audio for p in played]
+    assert firsts == sorted(firsts)
+    assert played[0].sizes[0][0] == 16  # a small first chunk right after the encoder
+
+
+def test_fast_device_keeps_a_small_first_chunk_and_then_the_largest() -> None:
+    played = _speak(_taught(0.2), [300])
+    assert played.stall == 0.0
+    [sizes] = played.sizes
     assert sizes[0] == 16
-    assert max(sizes[:-1]) == 128  # the last chunk may take a short tail along
-    assert sizes[-1] <= 128 + 2 * 16
+    assert max(sizes) == 128 + 2 * 16 or 128 in sizes
 
 
-def test_later_utterances_of_a_job_start_from_what_is_already_buffered() -> None:
-    """A reply's second sentence (or clause) does not start small again while audio plays."""
-    adaptive = _decoder(DeviceVoice(0.0005))
-    _play(adaptive)
-    underruns, (first, second) = _play(adaptive, utterances=2)
-    assert underruns == 0
+def test_fixed_doubling_stalls_where_the_plan_does_not() -> None:
+    """The old way on a device at 1.0x: small chunks (padding and call overheads) fall behind."""
+    device = DeviceVoice(1.0)
+    fixed = _speak(_decoder(device, ChunkSchedule(16, 128)), [120, 140, 130])
+    assert fixed.worst_stall > 0.05
+    assert _speak(_taught(1.0), [120, 140, 130]).stall == 0.0
+
+
+def test_later_clauses_encoder_is_in_the_plan() -> None:
+    """A short first clause, then a long one whose encoder runs while the first plays."""
+    decoder = _taught(0.8, encoder_share=0.5)
+    played = _speak(decoder, [30, 400])
+    assert played.stall == 0.0
+
+
+def test_text_still_to_come_is_in_the_plan() -> None:
+    """A one-shot job of two sentences: the second is not phonemized when the first starts."""
+    decoder = _taught(1.2)
+    with_text = _speak(decoder, [120], later=[130])
+    without = _speak(decoder, [120])
+    assert with_text.first_audio > without.first_audio  # holds back for the work to come
+
+
+def test_later_utterances_start_from_what_is_already_buffered() -> None:
+    played = _speak(_taught(0.2), [150, 150])
+    assert played.stall == 0.0
+    first, second = played.sizes
     assert first[0] == 16
-    assert second[0] == 128  # seconds of audio are buffered: the largest chunk fits
+    assert second[0] > 16  # seconds of audio are buffered: no small chunk again
 
 
-def test_slow_device_keeps_up_across_the_utterances_of_a_job() -> None:
-    adaptive = _decoder(DeviceVoice(0.006))
-    _play(adaptive)
-    underruns, _ = _play(adaptive, utterances=3)
-    assert underruns == 0
-
-
-def test_sharing_the_cores_makes_the_first_chunk_larger() -> None:
+def test_sharing_the_cores_makes_the_first_chunk_larger_or_held() -> None:
     """Another client's steps run between ours: the stream must start further ahead."""
+    costs = StepCosts(
+        encoder=(0.004, 0.0005),
+        flow=(0.004, 0.0005),
+        decoder=(0.004, 0.002),  # ~5x faster than real time alone
+        frames_per_id=2,
+        ids_per_char=2,
+    )
+    pacing = PlannedPacing(16, 128, FRAME_SECONDS)
 
-    def first_chunk(share: float) -> int:
-        pacer = Pacer(
-            first_chunk=16,
-            max_chunk=128,
-            padding=10,
-            frame_seconds=HOP_LENGTH / 22050,
-            speed=DecodeSpeed(decoder=0.002),  # 6x faster than real time alone
-            clock=PlaybackClock(share=share),
-        )
-        return pacer.next_size(300)
+    def opening(share: float) -> tuple[int, bool]:
+        clock = PlaybackClock(share=share, upcoming_ids=[150])
+        return pacing.next_size(300, clock, costs)
 
-    assert first_chunk(1.0) == 16
-    assert first_chunk(0.25) > 16  # a quarter of the cores: slower than real time at 16
+    assert opening(1.0) == (16, False)
+    size, held = opening(0.2)
+    assert held or size > 16
+
+
+def _flow_calls(pacing: Pacing | None) -> int:
+    device = DeviceVoice(0.2)
+    decoder = _decoder(device, pacing)
+    decoder.costs = _taught(0.2).costs
+    calls = []
+    run_flow = device.run_flow
+    device.run_flow = lambda prior: calls.append(prior.num_frames) or run_flow(prior)  # type: ignore[method-assign]
+    _speak(decoder, [300, 300])
+    return len(calls)
+
+
+def test_flow_runs_the_whole_rest_once_the_buffer_allows() -> None:
+    # Each flow call recomputes its context: the second utterance, with seconds
+    # buffered, takes one call instead of four.
+    assert _flow_calls(ChunkSchedule(16, 128)) == 8
+    assert _flow_calls(None) <= 5
+
+
+def test_linear_fit_separates_call_overhead_from_per_frame_cost() -> None:
+    fit = LinearFit()
+    for frames in (16, 64, 128, 32, 128, 96):
+        fit.learn(frames, 0.005 + 0.001 * frames)
+    per_call, per_frame = fit.coefficients()  # type: ignore[misc]
+    assert per_call == pytest.approx(0.005, rel=1e-3)
+    assert per_frame == pytest.approx(0.001, rel=1e-3)
+
+
+def test_costs_are_kept_per_voice_and_machine(tmp_path: Path) -> None:
+    learned = _taught(1.0).costs
+    cache = VoiceCache(tmp_path)
+    cache.store_costs("voice", "machine-a", learned)
+    assert cache.costs("voice", "machine-a").snapshot() == learned.snapshot()
+    assert cache.costs("voice", "machine-b").snapshot() is None  # another machine: unknown
+    assert cache.costs("other", "machine-a").snapshot() is None
+    # A restarted server plans its first reply with what it learned before.
+    restarted = _decoder(DeviceVoice(1.0))
+    restarted.costs = cache.costs("voice", "machine-a")
+    assert _speak(restarted, [120, 140, 130]).stall == 0.0
+
+
+def test_unreadable_costs_are_ignored(tmp_path: Path) -> None:
+    cache = VoiceCache(tmp_path)
+    (tmp_path / "voice").mkdir()
+    (tmp_path / "voice" / "costs-m.json").write_text(json.dumps({"encoder": 3}))
+    assert cache.costs("voice", "m").snapshot() is None
+
+
+def test_fresh_decoder_starts_with_the_first_chunk_then_plans() -> None:
+    played = _speak(_decoder(DeviceVoice(0.2)), [300])
+    [sizes] = played.sizes
+    assert sizes[0] == 16
+    assert played.stall == 0.0
+
+
+def test_costs_round_trip() -> None:
+    model = CostModel()
+    model.learn_encoder(0.1, 100, 230)
+    model.learn_decoder(0.05, 64)
+    assert CostModel.from_dict(json.loads(json.dumps(model.as_dict()))).snapshot() == (
+        model.snapshot()
+    )
+
+
+def test_a_load_that_comes_after_the_start_makes_later_starts_safer() -> None:
+    """Another program takes the cores a few seconds into each reply (a shared machine):
+    the first reply, planned on the quiet costs, stalls; the plan learns how much
+    longer the work after its start took, and the next replies hold back longer."""
+    decoder = _taught(1.1)
+    device = decoder.voice
+
+    def loaded_reply() -> Played:
+        device.load = (device.clock.now + 3.0, 1.4)  # type: ignore[attr-defined]
+        played = _speak(decoder, [120, 140, 130])
+        device.load = None  # type: ignore[attr-defined]
+        _speak(decoder, [40])  # a quiet moment: the step costs fall back
+        return played
+
+    first = loaded_reply()
+    assert first.worst_stall > 0.05
+    loaded_reply()  # one late plan may be a fluke: the second worst counts
+    later = [loaded_reply() for _ in range(2)]
+    assert all(p.stall == 0.0 for p in later)
+    assert later[-1].first_audio > first.first_audio
+
+
+def test_many_short_sentences_to_come_do_not_hold_back_a_fast_device() -> None:
+    """Twenty short sentences: each goes through the encoder alone, so what is still to
+    come is twenty small encoder runs, not one long one."""
+    decoder = _taught(0.3)
+    played = _speak(decoder, [30], later=[20] * 19)
+    assert played.first_audio < 0.2
+    assert played.stall == 0.0
 
 
 def test_an_utterance_after_the_player_fell_silent_starts_small_again() -> None:
     """Text kept the player waiting (clause streaming, a slow LLM): the next utterance is
     a new start (small first chunk), not a stalled stream's catch-up (largest chunk)."""
-    device = DeviceVoice(0.0005)
-    streamer = _decoder(device)
-    clock = PlaybackClock(now=streamer.clock)
+    decoder = _taught(0.2)
+    clock = PlaybackClock(now=decoder.clock)
 
     def first_chunk() -> int:
         clock.restart_if_dry()
-        chunk = next(iter(streamer.stream(list(range(FRAMES)), SCALES, None, clock)))
+        chunk = next(iter(decoder.stream(list(range(150)), SCALES, None, clock)))
         return chunk.end_frame - chunk.start_frame
 
     assert first_chunk() == 16
-    for _ in streamer.stream(list(range(FRAMES)), SCALES, None, clock):
+    for _ in decoder.stream(list(range(150)), SCALES, None, clock):
         pass
     buffered = clock.ahead()
     assert buffered is not None and buffered > 1.0
     assert first_chunk() == 128  # still playing: restart_if_dry keeps the clock
-    device.clock.advance(60.0)  # everything played, then silence
+    decoder.voice.clock.advance(60.0)  # type: ignore[attr-defined]  # all played, then silence
     assert first_chunk() == 16

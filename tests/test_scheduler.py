@@ -173,3 +173,20 @@ def test_close_refuses_waiting_and_later_steps() -> None:
     threads[0].join(5)
     waiter()
     assert outcomes == ["refused", "refused"]
+
+
+def test_a_new_job_plans_with_its_share_of_the_steps() -> None:
+    """Three jobs are speaking: a fourth starts its plan at a quarter of the compute."""
+    now = [10.0]
+    scheduler = StepScheduler(slots=1, clock=lambda: now[0])
+    for _ in range(3):
+        gate = scheduler.gate(PlaybackClock(now=lambda: now[0]))
+        with gate(0.1):
+            pass
+    fourth = PlaybackClock(now=lambda: now[0])
+    scheduler.gate(fourth)
+    assert fourth.share == pytest.approx(0.25)
+    now[0] += 5.0  # the others have finished: a later job has the machine to itself
+    alone = PlaybackClock(now=lambda: now[0])
+    scheduler.gate(alone)
+    assert alone.share == 1.0

@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         streamer,
         "adaptive",
         action="store_false",
-        negated="double chunk sizes up to --chunk-size instead of pacing them",
+        negated="double chunk sizes up to --chunk-size instead of planning the whole reply",
     )
     add(
         "--flow-in-encoder",

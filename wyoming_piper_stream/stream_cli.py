@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from wyoming_piper_stream.engine.chunked_decoder import ChunkedDecoder, ChunkSchedule
+from wyoming_piper_stream.engine.chunked_decoder import ChunkedDecoder
 from wyoming_piper_stream.engine.graphs import SynthesisScales, Voice
 from wyoming_piper_stream.engine.loudness import PcmStream
 from wyoming_piper_stream.engine.settings import StreamingSettings
@@ -108,10 +108,15 @@ def speak_lines(
             skipped += 1
             continue
         pcm = PcmStream(gain, streamer.voice.config.sample_rate)  # one limiter per line
+        held: list[bytes] = []  # the pacing holds the start until the rest can keep up
         for chunk in streamer.stream(utterance.phoneme_ids, scales, utterance.speaker_id):
-            out.write(pcm.feed(chunk.audio))
-            out.flush()  # a listener hears each chunk as soon as it is decoded
-        out.write(pcm.end())
+            held.append(pcm.feed(chunk.audio))
+            if not chunk.held:
+                out.write(b"".join(held))
+                out.flush()  # a listener hears each chunk as soon as it is released
+                held.clear()
+        held.append(pcm.end())
+        out.write(b"".join(held))
         out.flush()
     return skipped
 
@@ -178,18 +183,23 @@ def _parser() -> argparse.ArgumentParser:
         help="phoneme width noise (default: config's)",
     )
     parser.add_argument("--length-scale", type=_positive_float, help="default: config's")
-    defaults = ChunkSchedule()
+    defaults = StreamingSettings()
     parser.add_argument(
         "--chunk-size",
         type=_positive_int,
-        default=defaults.max_chunk,
+        default=defaults.chunk_size,
         help="largest chunk, in latent frames (256 samples each)",
     )
     parser.add_argument(
         "--first-chunk-size",
         type=_positive_int,
         default=defaults.first_chunk,
-        help="first chunk, in frames; chunks then double up to --chunk-size",
+        help="first chunk, in frames; later ones are planned from measured step costs",
+    )
+    parser.add_argument(
+        "--fixed-chunks",
+        action="store_true",
+        help="double chunk sizes up to --chunk-size instead of planning them",
     )
     parser.add_argument(
         "--chunk-padding",
@@ -254,7 +264,7 @@ def _builder(args: argparse.Namespace) -> VoiceBuilder:
         chunk_size=args.chunk_size,
         chunk_padding=args.chunk_padding,
         denoiser_strength=args.denoiser_strength,
-        adaptive=False,  # no listener's clock here: chunks double
+        adaptive=not args.fixed_chunks,  # the one default: planned, as the server
         separate_flow=not args.flow_in_encoder,
     )
     library = VoiceLibrarySettings(cache_dir=None if args.no_cache else args.cache_dir)
@@ -272,8 +282,8 @@ def _build(args: argparse.Namespace) -> tuple[ChunkedDecoder, SynthesisScales, f
         "Voice %s: %d Hz 16-bit mono PCM, chunks %d..%d frames, padding %d, gain %.3f, %s",
         voice.name,
         voice.config.sample_rate,
-        streamer.schedule.first_chunk,
-        streamer.schedule.max_chunk,
+        streamer.pacing.first_chunk,
+        streamer.pacing.max_chunk,
         streamer.padding,
         gain,
         scales,

@@ -1,4 +1,4 @@
-"""Chunked decoding: a pure chunk plan, then decoding it into exact audio chunks.
+"""Chunked decoding: spans from the pacing, decoded into exact audio chunks.
 
 Each chunk is decoded with ``padding`` latent frames of context on both sides
 (where the utterance has them) and the padding's audio is cut off again. With
@@ -23,67 +23,21 @@ from wyoming_piper_stream.engine.clauses import (
 )
 from wyoming_piper_stream.engine.gate import Gate, ungated
 from wyoming_piper_stream.engine.graphs import Latent, SynthesisScales, Voice
-from wyoming_piper_stream.engine.pacing import Clock, DecodeSpeed, Pacer, PlaybackClock
+from wyoming_piper_stream.engine.pacing import (
+    ChunkSchedule,
+    ChunkSpan,
+    Clock,
+    CostModel,
+    Pacing,
+    PlaybackClock,
+    plan_chunks,
+)
 from wyoming_piper_stream.engine.phonemize import phonemes_to_ids
 from wyoming_piper_stream.engine.settings import CONTEXT_PHONEMES
 
+__all__ = ["ChunkSchedule", "ChunkSpan", "ChunkedDecoder", "DecodedChunk", "plan_chunks"]
+
 _LOGGER = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ChunkSpan:
-    """Frames ``[start, end)`` are emitted; ``pad_left``/``pad_right`` frames are context."""
-
-    start: int
-    end: int
-    pad_left: int
-    pad_right: int
-
-    @property
-    def decode_start(self) -> int:
-        return self.start - self.pad_left
-
-    @property
-    def decode_end(self) -> int:
-        return self.end + self.pad_right
-
-
-@dataclass(frozen=True)
-class ChunkSchedule:
-    """Chunk sizes in latent frames: small first for early audio, then growing."""
-
-    first_chunk: int = 16
-    max_chunk: int = 128
-    growth: float = 2.0
-    adaptive: bool = False
-    """Size chunks by measured decode speed (see ``pacing``) instead of doubling."""
-
-    def sizes(self) -> Iterator[int]:
-        size = max(1, self.first_chunk)
-        while True:
-            yield size
-            size = max(1, min(self.max_chunk, int(size * self.growth)))
-
-
-def next_span(start: int, size: int, num_frames: int, padding: int, min_tail: int) -> ChunkSpan:
-    """The chunk of ``size`` frames at ``start``, with padding clipped at the edges."""
-    end = min(num_frames, start + max(1, size))
-    # A tiny tail costs a whole decoder call for little audio: merge it.
-    if 0 < num_frames - end < min_tail:
-        end = num_frames
-    return ChunkSpan(start, end, min(padding, start), min(padding, num_frames - end))
-
-
-def plan_chunks(num_frames: int, schedule: ChunkSchedule, padding: int) -> list[ChunkSpan]:
-    """Split ``num_frames`` into chunks with context padding clipped at the edges."""
-    spans: list[ChunkSpan] = []
-    sizes = schedule.sizes()
-    min_tail = max(1, schedule.first_chunk // 2)
-    start = 0
-    while start < num_frames:
-        spans.append(next_span(start, next(sizes), num_frames, padding, min_tail))
-        start = spans[-1].end
-    return spans
 
 
 @dataclass(frozen=True)
@@ -95,6 +49,8 @@ class DecodedChunk:
     start_frame: int
     end_frame: int
     is_last: bool
+    held: bool = False
+    """The pacing holds the first audio back: keep this chunk until one that is not held."""
 
 
 @dataclass(frozen=True)
@@ -121,21 +77,23 @@ class ChunkedDecoder:
         self,
         voice: Voice,
         padding: int,
-        schedule: ChunkSchedule | None = None,
+        pacing: Pacing | None = None,
         postprocess: Postprocess | None = None,
         flow_padding: int = 0,
         clock: Clock = time.perf_counter,
         context: int = CONTEXT_PHONEMES,
+        costs: CostModel | None = None,
     ) -> None:
         self.voice = voice
         self.context = context
         self.padding = padding
         self.flow_padding = flow_padding
-        self.schedule = schedule or ChunkSchedule()
+        self.pacing: Pacing = pacing or ChunkSchedule()
         # Applied to the padded chunk before trimming (e.g. the denoiser), so
         # whatever it does near the chunk's edges is cut off with the padding.
         self.postprocess = postprocess
-        self.speed = DecodeSpeed()
+        self.costs = costs or CostModel()
+        """What each step cost on this machine: measured here, planned with by the pacing."""
         self.clock = clock  # times steps; a job's PlaybackClock must use the same clock
         self.hop = voice.config.hop_length
 
@@ -195,6 +153,7 @@ class ChunkedDecoder:
             turn = self.clock()
             latent = self.voice.encode(phoneme_ids, scales, speaker_id)
         encoder_seconds = self.clock() - turn  # without the wait for the turn
+        self.costs.learn_encoder(encoder_seconds, len(phoneme_ids), latent.num_frames)
         clock.worked(waited=turn - started, seconds=encoder_seconds)
         keep = (0, latent.num_frames)
         if window is not None and window.has_context and latent.durations is not None:
@@ -236,11 +195,20 @@ class ChunkedDecoder:
         first, stop = keep or (0, latent.num_frames)
         if stop <= first:
             return
-        begin = max(0, first - self.padding)
-        flow = _FlowCursor(self.voice, latent, self.flow_padding, self.speed, self.clock, begin)
         clock = clock or PlaybackClock(now=self.clock)
-        for index, local in enumerate(self._spans(stop - first, clock)):
-            span = _placed(local, first, latent.num_frames, self.padding)
+        num_frames = latent.num_frames
+
+        def flow_end(done: int, needed: int) -> int:
+            return self.pacing.flow_end(done, needed, num_frames, clock, self.costs)
+
+        begin = max(0, first - self.padding)
+        flow = _FlowCursor(
+            self.voice, latent, self.flow_padding, self.costs, self.clock, flow_end, begin
+        )
+        spans = self.pacing.spans(stop - first, self.padding, clock, self.costs)
+        for index, paced in enumerate(spans):
+            local = paced.span
+            span = _placed(local, first, num_frames, self.padding)
             requested = self.clock()
             with gate(self._expected_seconds(span)):
                 started = self.clock()
@@ -250,16 +218,17 @@ class ChunkedDecoder:
                 if self.postprocess is not None:
                     audio = self.postprocess(audio)
                 audio = _trim(audio, span, self.hop)
-                self.speed.learn(self.clock() - flowed, span.decode_end - span.decode_start)
+                self.costs.learn_decoder(self.clock() - flowed, span.end - span.start)
                 elapsed = self.clock() - started
             clock.worked(waited=started - requested, seconds=elapsed)
             _LOGGER.debug(
-                "Chunk %d: frames %d-%d (+%d/%d pad) in %.1f ms",
+                "Chunk %d: frames %d-%d (+%d/%d pad)%s in %.1f ms",
                 index,
                 span.start,
                 span.end,
                 span.pad_left,
                 span.pad_right,
+                " held" if paced.hold else "",
                 elapsed * 1000,
             )
             yield DecodedChunk(
@@ -268,44 +237,28 @@ class ChunkedDecoder:
                 start_frame=local.start,
                 end_frame=local.end,
                 is_last=span.end == stop,
+                held=paced.hold,
             )
+            # The consumer has handed the chunk over (or kept it, when held).
+            seconds = (span.end - span.start) * self.hop / self.voice.config.sample_rate
+            if paced.hold:
+                clock.hold(seconds)
+            else:
+                clock.sent(seconds)
 
     def _expected_seconds(self, span: ChunkSpan) -> float:
-        cost = self.speed.seconds_per_frame
-        return 0.0 if cost is None else cost * (span.decode_end - span.decode_start)
-
-    def _spans(self, num_frames: int, clock: PlaybackClock) -> Iterator[ChunkSpan]:
-        """Fixed plan, or sizes chosen as the stream runs (``ChunkSchedule.adaptive``)."""
-        if not self.schedule.adaptive:
-            yield from plan_chunks(num_frames, self.schedule, self.padding)
-            return
-        pacer = Pacer(
-            first_chunk=self.schedule.first_chunk,
-            max_chunk=self.schedule.max_chunk,
-            padding=self.padding,
-            frame_seconds=self.hop / self.voice.config.sample_rate,
-            speed=self.speed,
-            clock=clock,
-        )
-        min_tail = max(1, self.schedule.first_chunk // 2)
-        span = next_span(0, pacer.next_size(num_frames), num_frames, self.padding, min_tail)
-        while True:
-            yield span  # the consumer sends it before asking for the next one
-            pacer.sent(span.end - span.start)
-            if span.end >= num_frames:
-                return
-            size = pacer.next_size(num_frames - span.end)
-            span = next_span(span.end, size, num_frames, self.padding, min_tail)
+        costs = self.costs.snapshot()
+        return 0.0 if costs is None else costs.chunk(span.end - span.start)
 
 
 class _FlowCursor:
     """Runs a separate flow just ahead of the decoder, each frame once.
 
     Frames up to ``done`` are final; extending them runs the flow over the new
-    frames plus ``padding`` frames of context each side, kept off again. Each
-    extension at least quadruples ``done``: few flow calls, yet the first call
-    covers only the first chunk. (Each call costs 2 x ``padding`` extra frames,
-    about 15 ms on joe: growing by 4 instead of 2 saved ~30 ms on 25 words.)
+    frames plus ``padding`` frames of context each side, kept off again. How far
+    each call reaches is the pacing's choice (``Pacing.flow_end``): each call
+    recomputes 2 x ``padding`` frames of context, so few calls, yet the first
+    call covers only the first chunk.
     """
 
     def __init__(
@@ -313,27 +266,29 @@ class _FlowCursor:
         voice: Voice,
         prior: Latent,
         padding: int,
-        speed: DecodeSpeed,
+        costs: CostModel,
         clock: Clock,
+        reach: Callable[[int, int], int],
         begin: int = 0,
     ) -> None:
         self.voice = voice
         self.clock = clock
         self.prior = prior
         self.padding = padding
-        self.speed = speed
+        self.costs = costs
+        self.reach = reach
         self.z = prior.z if voice.flow is None else np.empty_like(prior.z)
         # Frames before ``begin`` are never asked for (context left of a piece).
         self.done = prior.num_frames if voice.flow is None else begin
 
     def frames(self, start: int, stop: int) -> Latent:
         if stop > self.done:
-            end = min(self.prior.num_frames, max(stop, 4 * self.done))
+            end = min(self.prior.num_frames, max(stop, self.reach(self.done, stop)))
             first = max(0, self.done - self.padding)
             last = min(self.prior.num_frames, end + self.padding)
             started = self.clock()
             flowed = self.voice.run_flow(self.prior.frames(first, last)).z
-            self.speed.learn_flow(self.clock() - started, last - first)
+            self.costs.learn_flow(self.clock() - started, end - self.done)
             self.z[:, :, self.done : end] = flowed[:, :, self.done - first : end - first]
             self.done = end
         return Latent(self.z[:, :, start:stop], self.prior.y_mask[:, :, start:stop], self.prior.g)

@@ -1,24 +1,58 @@
-"""Chunk sizes that keep the decoder ahead of playback, on fast and slow devices.
+"""When the first audio goes out and how large each chunk is: the one home of that decision.
 
-Playback starts when the first chunk is out; from then on each chunk must be
-decoded before the audio already sent has played. The pacer measures decode
-cost per frame as the stream runs (and across utterances) and picks the
-largest chunk that still finishes in time with a margin: large chunks on a fast
-machine (less padding overhead), small ones while the buffer is short. When
-the device is too slow even for that, it takes a larger first chunk, trading a
-later first audio for a stream without stalls.
+A chunked decoder asks its ``Pacing`` for the spans of an utterance, one at a
+time, and how far a separate flow runs ahead; it measures what each step cost
+(``CostModel``) and records the audio it hands over (``PlaybackClock``). Two
+implementations of ``Pacing``:
+
+- ``ChunkSchedule``: fixed sizes, doubling from a small first chunk (``--fixed-chunks``);
+- ``PlannedPacing``, the default of the server and the stream CLI: plans the
+  whole job. From the costs measured on this machine for this voice (encoder
+  per id, flow and decoder per frame, each call's overhead) and from what is
+  left of the job (the rest of this utterance, the ids of later clauses and
+  sentences, text still to phonemize), it starts playback as soon as the rest
+  can follow without the player running dry. On a device slower than real time
+  for this reply that means holding back the first audio until about
+  "work left - audio left + a margin" is buffered; once playing, each chunk is
+  the largest that still arrives in time (fewer decoder calls, less padding).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 Clock = Callable[[], float]
 """Seconds on a monotonic clock: ``time.perf_counter`` in the server, a simulated
 clock in tests, so pacing and scheduling are tested without sleeping."""
+
+SAFETY = 1.1
+"""Measured costs are multiplied by at least this in the whole-job plan: the
+margin of a held start is 10% of the work left (single steps scatter more, but
+on a steady device a job's sum of steps stays within a few percent of the fit).
+Where the work after a start took longer than planned (a load that comes and
+goes), the factor rises to the second worst recent ratio (``CostModel.plan_errors``),
+at most ``MAX_SAFETY``."""
+
+MAX_SAFETY = 2.0
+"""A plan error past this is a fluke (a stopped process, a swapped page), not the device."""
+
+PLAN_ERRORS_KEPT = 8
+"""Recent jobs whose planned and actual work after the start are compared."""
+
+RESERVE_SECONDS = 0.03
+"""Audio the plan keeps buffered at its tightest point (a few scheduler slices);
+each chunk already leaves 1 - ``MARGIN`` of the buffer unspent."""
+
+MARGIN = 0.6
+"""Share of the buffered audio that the next chunk may take to decode."""
+
+FLOW_CALLS = 2
+"""Flow calls charged per utterance in the plan (the flow runs ahead in few calls)."""
 
 
 @dataclass(frozen=True)
@@ -27,11 +61,12 @@ class PlaybackCheck:
 
     underruns: int
     stall_seconds: float
+    worst_stall: float = 0.0
 
 
 def simulate_playback(arrivals: list[tuple[float, float]]) -> PlaybackCheck:
     """``arrivals``: (wall time, seconds of audio) per chunk; playing starts at the first."""
-    underruns, stalls = 0, 0.0
+    underruns, stalls, worst = 0, 0.0, 0.0
     play_until = None
     for arrived, seconds in arrivals:
         if play_until is None:
@@ -39,53 +74,199 @@ def simulate_playback(arrivals: list[tuple[float, float]]) -> PlaybackCheck:
         elif arrived > play_until + 1e-3:
             underruns += 1
             stalls += arrived - play_until
+            worst = max(worst, arrived - play_until)
             play_until = arrived
         play_until += seconds
-    return PlaybackCheck(underruns, stalls)
+    return PlaybackCheck(underruns, stalls, worst)
+
+
+# --- costs ---------------------------------------------------------------------------------
 
 
 @dataclass
-class DecodeSpeed:
-    """Seconds per latent frame, moving averages shared by a voice's streams.
+class LinearFit:
+    """``seconds ~ per_call + per_unit * units``, fitted online; older calls fade by ``decay``.
 
-    The decoder and a separate flow are timed apart: the flow runs ahead of
-    the decoder in a few large calls, so charging it to the chunk that
-    happened to trigger it would make that chunk look several times slower.
-    Several jobs' worker threads learn at once: the averages are read and
-    updated under a lock.
+    Chunk sizes vary within a job, so the fit separates a call's overhead from
+    its cost per frame (or per id).
     """
 
-    decoder: float | None = None
-    flow: float | None = None
-    weight: float = 0.5
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    decay: float = 0.8
+    weight: float = 0.0
+    units: float = 0.0
+    seconds: float = 0.0
+    units2: float = 0.0
+    cross: float = 0.0
 
-    @property
-    def seconds_per_frame(self) -> float | None:
-        """Cost of one more frame of output; None until the decoder was timed."""
-        with self._lock:
-            if self.decoder is None:
-                return None
-            return self.decoder + (self.flow or 0.0)
+    def learn(self, units: float, seconds: float) -> None:
+        keep = self.decay
+        self.weight = keep * self.weight + 1.0
+        self.units = keep * self.units + units
+        self.seconds = keep * self.seconds + seconds
+        self.units2 = keep * self.units2 + units * units
+        self.cross = keep * self.cross + units * seconds
 
-    def learn(self, seconds: float, frames: int) -> None:
+    def coefficients(self) -> tuple[float, float] | None:
+        """(seconds per call, seconds per unit); None before the first call."""
+        if self.weight <= 0 or self.units <= 0:
+            return None
+        mean_units = self.units / self.weight
+        mean_seconds = self.seconds / self.weight
+        variance = self.units2 / self.weight - mean_units**2
+        if variance > (0.1 * mean_units) ** 2:
+            slope = (self.cross / self.weight - mean_units * mean_seconds) / variance
+            intercept = mean_seconds - slope * mean_units
+            if slope > 0 and intercept >= 0:
+                return intercept, slope
+        return 0.0, mean_seconds / mean_units  # one size seen (or noise): all per unit
+
+
+@dataclass(frozen=True)
+class StepCosts:
+    """Seconds each step is expected to take (a snapshot of ``CostModel``)."""
+
+    encoder: tuple[float, float]
+    """Per call, per phoneme id."""
+    flow: tuple[float, float]
+    """Per call, per new frame (the context each call recomputes is in its per-call part)."""
+    decoder: tuple[float, float]
+    """Per call, per frame handed out (the padding is in its per-call part)."""
+    frames_per_id: float
+    ids_per_char: float
+    safety: float = SAFETY
+    """Factor on the work in the plan (see ``SAFETY``)."""
+
+    def encode(self, ids: int) -> float:
+        return self.encoder[0] + self.encoder[1] * ids
+
+    def chunk(self, frames: int) -> float:
+        """A chunk of ``frames``: decoder, plus the flow's share per frame."""
+        return self.decoder[0] + (self.decoder[1] + self.flow[1]) * frames
+
+    def utterance(self, ids: int) -> float:
+        """Work before an utterance's first chunk: the encoder and the flow's calls."""
+        return self.encode(ids) + FLOW_CALLS * self.flow[0]
+
+    def scaled(self, factor: float) -> StepCosts:
+        """Costs when this job gets only ``1 / factor`` of the compute."""
+
+        def times(pair: tuple[float, float]) -> tuple[float, float]:
+            return pair[0] * factor, pair[1] * factor
+
+        return replace(
+            self, encoder=times(self.encoder), flow=times(self.flow), decoder=times(self.decoder)
+        )
+
+
+FRAMES_PER_ID = 2.3
+"""Before any measurement: latent frames per phoneme id (joe at length scale 1: 2.3)."""
+IDS_PER_CHAR = 2.0
+"""Before any measurement: phoneme ids per character of English text (joe: ~2.0)."""
+
+
+class CostModel:
+    """Step costs of one voice on this machine, learned as it speaks (thread-safe).
+
+    Kept across restarts beside the voice cache (``as_dict``/``from_dict``), so a
+    restarted server plans its first reply with what it learned before.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.encoder = LinearFit()
+        self.flow = LinearFit()
+        self.decoder = LinearFit()
+        self.frames_per_id = FRAMES_PER_ID
+        self.ids_per_char = IDS_PER_CHAR
+        self.updates = 0
+        """Steps learned so far (the cache rewrites the file when it changed)."""
+        self.plan_errors: list[float] = []
+        """Actual over planned work after the start, of recent jobs (newest last)."""
+
+    def learn_encoder(self, seconds: float, ids: int, frames: int) -> None:
         with self._lock:
-            self.decoder = self._mix(self.decoder, seconds / max(1, frames))
+            self.encoder.learn(ids, seconds)
+            if ids:
+                self.frames_per_id += 0.3 * (frames / ids - self.frames_per_id)
+            self.updates += 1
 
     def learn_flow(self, seconds: float, frames: int) -> None:
         with self._lock:
-            self.flow = self._mix(self.flow, seconds / max(1, frames))
+            self.flow.learn(frames, seconds)
+            self.updates += 1
 
-    def _mix(self, average: float | None, sample: float) -> float:
-        return sample if average is None else average + self.weight * (sample - average)
+    def learn_decoder(self, seconds: float, frames: int) -> None:
+        with self._lock:
+            self.decoder.learn(frames, seconds)
+            self.updates += 1
+
+    def learn_plan(self, clock: PlaybackClock) -> None:
+        """At the end of a job: how the work after its start compared with the plan."""
+        if clock.plan is None:
+            return
+        worked, planned = clock.plan
+        clock.plan = None
+        if planned > 0.5:  # shorter ones are all noise
+            # The job's own step time: waits for other clients' turns are the share's part.
+            with self._lock:
+                self.plan_errors = [*self.plan_errors, (clock.work_seconds - worked) / planned]
+                self.plan_errors = self.plan_errors[-PLAN_ERRORS_KEPT:]
+                self.updates += 1
+
+    def learn_text(self, chars: int, ids: int) -> None:
+        if chars:
+            with self._lock:
+                self.ids_per_char += 0.3 * (ids / chars - self.ids_per_char)
+
+    def snapshot(self) -> StepCosts | None:
+        """None until the encoder and the decoder have been timed."""
+        with self._lock:
+            encoder, decoder = self.encoder.coefficients(), self.decoder.coefficients()
+            if encoder is None or decoder is None:
+                return None
+            return StepCosts(
+                encoder=encoder,
+                flow=self.flow.coefficients() or (0.0, 0.0),
+                decoder=decoder,
+                frames_per_id=self.frames_per_id,
+                ids_per_char=self.ids_per_char,
+                safety=min(MAX_SAFETY, sorted([SAFETY, SAFETY, *self.plan_errors])[-2]),
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "encoder": vars(self.encoder).copy(),
+                "flow": vars(self.flow).copy(),
+                "decoder": vars(self.decoder).copy(),
+                "frames_per_id": self.frames_per_id,
+                "ids_per_char": self.ids_per_char,
+                "plan_errors": list(self.plan_errors),
+            }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CostModel:
+        """Raises ``KeyError``/``TypeError``/``ValueError`` on a malformed record."""
+        model = cls()
+        for name in ("encoder", "flow", "decoder"):
+            fit = LinearFit(**{key: float(value) for key, value in data[name].items()})
+            setattr(model, name, fit)
+        model.frames_per_id = float(data["frames_per_id"])
+        model.ids_per_char = float(data["ids_per_char"])
+        model.plan_errors = [float(x) for x in data.get("plan_errors", [])][-PLAN_ERRORS_KEPT:]
+        return model
+
+
+# --- one job's playback ----------------------------------------------------------------------
 
 
 @dataclass
 class PlaybackClock:
-    """Audio handed to one listener so far, across the utterances of one job.
+    """One listener's playback and what is left of the job (shared by its utterances).
 
-    Playback starts with the first audio; when audio arrives late the player
-    stalls and resumes, so the clock shifts its start by the stall.
+    Playback starts with the first audio handed over; audio produced while the
+    pacing holds back the start waits in ``held_seconds``. When audio arrives
+    late the player stalls and resumes, so the clock shifts its start by the stall.
     """
 
     started: float | None = None
@@ -94,8 +275,29 @@ class PlaybackClock:
     """Share of the compute the job got lately: its steps' time over that time plus
     the time it waited for its turn while other clients' steps ran."""
     now: Clock = field(default=time.perf_counter, repr=False, compare=False)
+    held_seconds: float = 0.0
+    upcoming_ids: list[int] = field(default_factory=list)
+    """Id counts of this job's utterances that are phonemized but not yet started."""
+    pending_sentences: list[int] = field(default_factory=list)
+    """Characters of each sentence queued for this listener but not yet phonemized."""
+    work_seconds: float = 0.0
+    """Compute time of the job's steps so far (without waits for the turn)."""
+    plan: tuple[float, float] | None = None
+    """(``work_seconds`` then, seconds of work planned to the end of the job) at the start."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def playing(self) -> bool:
+        return self.started is not None
+
+    def hold(self, seconds: float) -> None:
+        """Audio produced but held back: playback has not started."""
+        self.held_seconds += seconds
 
     def sent(self, seconds: float) -> None:
+        """Audio handed to the player, with everything held before it."""
+        seconds += self.held_seconds
+        self.held_seconds = 0.0
         now = self.now()
         if self.started is None:
             self.started = now
@@ -114,6 +316,7 @@ class PlaybackClock:
 
     def worked(self, waited: float, seconds: float) -> None:
         """Record one step: ``seconds`` of compute after ``waited`` for the turn."""
+        self.work_seconds += seconds
         sample = seconds / max(seconds + waited, 1e-9)
         self.share = max(0.05, 0.5 * (self.share + sample))
 
@@ -127,63 +330,244 @@ class PlaybackClock:
             return None
         return max(0.0, self.sent_seconds - (self.now() - self.started))
 
+    def expect_text(self, sentence_chars: Sequence[int]) -> None:
+        """Sentences queued for this listener (as requests or streamed sentences arrive)."""
+        with self._lock:
+            self.pending_sentences.extend(sentence_chars)
 
-@dataclass
-class Pacer:
-    """Picks each next chunk size for one utterance, against its job's playback clock."""
+    def phonemized(self, utterance_ids: Sequence[int]) -> None:
+        """The next queued sentence became utterances of these id counts."""
+        with self._lock:
+            if self.pending_sentences:
+                self.pending_sentences.pop(0)
+            self.upcoming_ids.extend(utterance_ids)
 
-    first_chunk: int
-    max_chunk: int
-    padding: int
-    frame_seconds: float
+    def utterance_started(self) -> None:
+        with self._lock:
+            if self.upcoming_ids:
+                self.upcoming_ids.pop(0)
+
+    def work_left(self) -> tuple[list[int], list[int]]:
+        """(id counts of later utterances, characters of sentences not yet phonemized)."""
+        with self._lock:
+            return list(self.upcoming_ids), list(self.pending_sentences)
+
+
+# --- spans and the pacing interface ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChunkSpan:
+    """Frames ``[start, end)`` are emitted; ``pad_left``/``pad_right`` frames are context."""
+
+    start: int
+    end: int
+    pad_left: int
+    pad_right: int
+
+    @property
+    def decode_start(self) -> int:
+        return self.start - self.pad_left
+
+    @property
+    def decode_end(self) -> int:
+        return self.end + self.pad_right
+
+
+@dataclass(frozen=True)
+class PacedSpan:
+    """The next chunk, and whether its audio waits (the first audio is held back)."""
+
+    span: ChunkSpan
+    hold: bool = False
+
+
+def next_span(start: int, size: int, num_frames: int, padding: int, min_tail: int) -> ChunkSpan:
+    """The chunk of ``size`` frames at ``start``, with padding clipped at the edges."""
+    end = min(num_frames, start + max(1, size))
+    # A tiny tail costs a whole decoder call for little audio: merge it.
+    if 0 < num_frames - end < min_tail:
+        end = num_frames
+    return ChunkSpan(start, end, min(padding, start), min(padding, num_frames - end))
+
+
+class Pacing(Protocol):
+    """Decides the chunks of each utterance (fixed or planned)."""
+
+    @property
+    def first_chunk(self) -> int: ...
+
+    @property
+    def max_chunk(self) -> int: ...
+
+    def spans(
+        self, num_frames: int, padding: int, clock: PlaybackClock, costs: CostModel
+    ) -> Iterator[PacedSpan]:
+        """The utterance's chunks in order; each is handed to the player (and
+        recorded on ``clock``) before the next is asked for."""
+        ...
+
+    def flow_end(
+        self, done: int, needed: int, num_frames: int, clock: PlaybackClock, costs: CostModel
+    ) -> int:
+        """How far a separate flow runs when the decoder needs frames up to ``needed``."""
+        ...
+
+
+@dataclass(frozen=True)
+class ChunkSchedule:
+    """Fixed pacing: chunk sizes in latent frames, small first, then growing."""
+
+    first_chunk: int = 16
+    max_chunk: int = 128
+    growth: float = 2.0
+
+    def sizes(self) -> Iterator[int]:
+        size = max(1, self.first_chunk)
+        while True:
+            yield size
+            size = max(1, min(self.max_chunk, int(size * self.growth)))
+
+    def spans(
+        self, num_frames: int, padding: int, clock: PlaybackClock, costs: CostModel
+    ) -> Iterator[PacedSpan]:
+        for span in plan_chunks(num_frames, self, padding):
+            yield PacedSpan(span)
+
+    def flow_end(
+        self, done: int, needed: int, num_frames: int, clock: PlaybackClock, costs: CostModel
+    ) -> int:
+        # At least quadruple: few flow calls, yet the first covers only the first chunk.
+        return min(num_frames, max(needed, 4 * done))
+
+
+def plan_chunks(num_frames: int, schedule: ChunkSchedule, padding: int) -> list[ChunkSpan]:
+    """Split ``num_frames`` into chunks with context padding clipped at the edges."""
+    spans: list[ChunkSpan] = []
+    sizes = schedule.sizes()
+    min_tail = max(1, schedule.first_chunk // 2)
+    start = 0
+    while start < num_frames:
+        spans.append(next_span(start, next(sizes), num_frames, padding, min_tail))
+        start = spans[-1].end
+    return spans
+
+
+# --- the whole-job plan ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedPacing:
+    """Plans the whole job against a real-time player (see the module docstring)."""
+
+    first_chunk: int = 16
+    max_chunk: int = 128
+    frame_seconds: float = 256 / 22050
     """Seconds of audio in one latent frame (hop length / sample rate)."""
-    speed: DecodeSpeed
-    clock: PlaybackClock = field(default_factory=PlaybackClock)
-    margin: float = 0.6
-    """Share of the audio still buffered that the next chunk may take to decode."""
 
-    def sent(self, frames: int) -> None:
-        """Record a chunk handed to the player."""
-        self.clock.sent(frames * self.frame_seconds)
+    def spans(
+        self, num_frames: int, padding: int, clock: PlaybackClock, costs: CostModel
+    ) -> Iterator[PacedSpan]:
+        min_tail = max(1, self.first_chunk // 2)
+        start = 0
+        while start < num_frames:
+            size, hold = self.next_size(num_frames - start, clock, costs.snapshot())
+            span = next_span(start, size, num_frames, padding, min_tail)
+            yield PacedSpan(span, hold)
+            start = span.end
 
-    def next_size(self, remaining: int) -> int:
-        """Frames for the next chunk, with ``remaining`` frames still to decode."""
-        cost = self.speed.seconds_per_frame
-        if cost is not None:
-            cost /= self.clock.share  # other clients' steps run between ours
-        ahead = self.clock.ahead()
-        if ahead is None or cost is None:
-            return self._first_size(cost)
-        fits = int(self.margin * ahead / cost) - 2 * self.padding
-        short_rest = remaining <= self.max_chunk + 2 * self.first_chunk
-        if short_rest and (remaining + self.padding) * cost < 0.9 * ahead:
-            # The rest is ready in time as one chunk: fewer chunks, less padding
-            # (a short sentence then takes two decoder calls, a later sentence
-            # of a reply often one).
-            return remaining
+    def next_size(
+        self, left: int, clock: PlaybackClock, measured: StepCosts | None
+    ) -> tuple[int, bool]:
+        """(frames of the next chunk, hold its audio back) with ``left`` frames to go."""
+        if measured is None:  # nothing measured yet: double what was handed out so far
+            sent = int((clock.sent_seconds + clock.held_seconds) / self.frame_seconds)
+            return min(self.max_chunk, max(self.first_chunk, sent)), False
+        costs = measured.scaled(1.0 / clock.share)  # other clients' steps run between ours
+        ahead = clock.ahead()
+        if ahead is not None:
+            return self.largest_in_time(costs, ahead, left), False
+        return self.opening(costs, clock, left)
+
+    def largest_in_time(self, costs: StepCosts, ahead: float, left: int) -> int:
+        """The largest chunk that is ready while ``MARGIN`` of the buffer still plays."""
+        per_frame = costs.decoder[1] + costs.flow[1]
+        fits = int((MARGIN * ahead - costs.decoder[0]) / per_frame) if per_frame > 0 else left
+        if left <= fits and left <= self.max_chunk + 2 * self.first_chunk:
+            return left  # the rest in one call: less padding, one call fewer
         if fits < self.first_chunk:
             # Too little buffered for any chunk to arrive in time: the largest
             # chunk wastes least on padding, so the stream catches up soonest.
             return self.max_chunk if fits < 1 else self.first_chunk
         return min(self.max_chunk, fits)
 
-    def _first_size(self, cost: float | None) -> int:
-        """The job's first chunk: small, unless the device (or this job's share of
-        it, when other clients are speaking) is known to be too slow for that."""
-        size = self.first_chunk
-        while cost is not None and size < self.max_chunk and not self._sustainable(size, cost):
-            size = min(self.max_chunk, size * 2)
-        return size
+    def opening(self, costs: StepCosts, clock: PlaybackClock, left: int) -> tuple[int, bool]:
+        """Before playback: the smallest chunk after which the whole rest of the job
+        keeps up; if none does, the largest, held back (it is the cheapest per frame)."""
+        later = self.later_utterances(costs, clock)
+        for size in self.candidates(left):
+            buffered = clock.held_seconds + size * self.frame_seconds
+            if self.keeps_up(costs, buffered, left - size, later):
+                if not clock.pending_sentences:
+                    # Planned compute time of the job alone (costs here include the share).
+                    work = costs.chunk(size) + self.work(costs, left - size, later)
+                    clock.plan = (clock.work_seconds, work * clock.share)
+                return size, False
+        return min(self.max_chunk, left), True
 
-    def _sustainable(self, first: int, cost: float) -> bool:
-        """Would greedy sizing after a first chunk of ``first`` frames never stall?"""
-        ahead = first * self.frame_seconds
-        for _ in range(8):
-            size = min(self.max_chunk, int(self.margin * ahead / cost) - 2 * self.padding)
-            if size < 1:
-                return False
-            gain = size * self.frame_seconds - (size + 2 * self.padding) * cost
-            ahead += gain
-            if size == self.max_chunk:
-                return ahead > 0 and gain > 0  # steady state keeps up
-        return ahead > 0
+    def work(self, costs: StepCosts, left: int, later: Sequence[int]) -> float:
+        """Seconds of work for the rest of the job, in chunks of the largest size."""
+        pieces = [(0.0, left)]
+        pieces += [(costs.utterance(ids), round(ids * costs.frames_per_id)) for ids in later]
+        total = 0.0
+        for before, frames in pieces:
+            calls = math.ceil(frames / self.max_chunk)
+            total += before + calls * costs.decoder[0] + (costs.chunk(frames) - costs.decoder[0])
+        return total
+
+    def candidates(self, left: int) -> Iterator[int]:
+        size = self.first_chunk
+        while size < min(left, self.max_chunk):
+            yield size
+            size = int(size * 1.5) + 1
+        yield min(left, self.max_chunk)
+
+    def later_utterances(self, costs: StepCosts, clock: PlaybackClock) -> list[int]:
+        """Id counts of the utterances after this one, estimated for sentences not yet
+        phonemized (one utterance each: sentences go through the encoder one by one)."""
+        upcoming, sentences = clock.work_left()
+        return upcoming + [round(chars * costs.ids_per_char) for chars in sentences]
+
+    def keeps_up(self, costs: StepCosts, buffered: float, left: int, later: Sequence[int]) -> bool:
+        """Would the rest of the job, chunked as ``largest_in_time`` chunks it, play
+        without the buffer falling under ``RESERVE_SECONDS``?"""
+        pieces = [(0.0, left)]
+        pieces += [(costs.utterance(ids), round(ids * costs.frames_per_id)) for ids in later]
+        for before, frames in pieces:
+            buffered -= costs.safety * before
+            while frames > 0:
+                size = min(frames, self.largest_in_time(costs, buffered, frames))
+                buffered -= costs.safety * costs.chunk(size)
+                if buffered < RESERVE_SECONDS:
+                    return False
+                buffered += size * self.frame_seconds
+                frames -= size
+        return True
+
+    def flow_end(
+        self, done: int, needed: int, num_frames: int, clock: PlaybackClock, costs: CostModel
+    ) -> int:
+        """The whole rest in one call when the buffer allows (each call recomputes
+        the flow's context on both sides); else at least quadruple, as fixed pacing."""
+        quadruple = min(num_frames, max(needed, 4 * done))
+        measured = costs.snapshot()
+        ahead = clock.ahead()
+        if measured is None or (done == 0 and ahead is None and not clock.held_seconds):
+            return quadruple  # the first audio waits for this call: keep it short
+        measured = measured.scaled(1.0 / clock.share)
+        rest = num_frames - done
+        flow_rest = measured.flow[0] + measured.flow[1] * rest
+        budget = MARGIN * ahead if ahead is not None else float("inf")
+        if flow_rest + measured.chunk(needed - done) <= budget:
+            return num_frames
+        return quadruple

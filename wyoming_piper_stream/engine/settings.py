@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wyoming_piper_stream.engine.pacing import ChunkSchedule, Pacing, PlannedPacing
 from wyoming_piper_stream.engine.settings_field import setting
+from wyoming_piper_stream.engine.voice_config import VoiceConfig
 
 CONTEXT_PHONEMES = 128
 """Phonemes of context each side of a clause piece (``clauses``; whole words, up to this).
@@ -21,7 +23,7 @@ class StreamingSettings:
     """How the latent is cut into chunks and post-processed."""
 
     first_chunk: int = setting(
-        16, "first decoder chunk; later ones are sized to stay ahead of playback", minimum=1
+        16, "first decoder chunk; later ones are planned from measured step costs", minimum=1
     )
     chunk_size: int = setting(
         128, "largest decoder chunk, latent frames (1 frame = 256 samples)", minimum=1
@@ -33,7 +35,9 @@ class StreamingSettings:
         0.0, "bias denoiser (0 = off, bit-identical output)", minimum=0.0
     )
     adaptive: bool = setting(
-        True, "size chunks by measured decode speed so playback never runs dry (see pacing)"
+        True,
+        "plan the whole reply from measured step costs: first audio held back just enough "
+        "on a slow device, chunks as large as arrive in time (see pacing)",
     )
     separate_flow: bool = setting(
         True,
@@ -45,3 +49,11 @@ class StreamingSettings:
         "phonemes of the sentence each side of a clause piece in the encoder (0 = pieces alone)",
         minimum=0,
     )
+
+    def pacing(self, config: VoiceConfig) -> Pacing:
+        """The one pacing of the server and the stream CLI for a voice."""
+        largest = self.chunk_size
+        first = min(self.first_chunk, largest)  # a larger first chunk would make chunk_size a lie
+        if not self.adaptive:
+            return ChunkSchedule(first, largest)
+        return PlannedPacing(first, largest, config.hop_length / config.sample_rate)

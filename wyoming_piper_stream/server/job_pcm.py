@@ -26,32 +26,60 @@ def pcm_for_job(
     gate: Gate = ungated,
     clauses: ClauseFeed | None = None,
 ) -> Iterator[bytes]:
-    """Blocking: PCM bytes per decoded chunk, sentence after sentence.
+    """Blocking: PCM bytes per decoded chunk (or per group of held-back chunks).
 
-    ``clock`` is the listener's playback so far (the jobs of one text stream share
-    it): once audio plays, later utterances size their chunks by what is already
-    buffered instead of starting small again. ``gate`` waits for the job's turn
-    before each synthesis step (``scheduler``). ``clauses``: the job is one sentence
-    spoken while it arrives, part by part (clause streaming), instead of ``job.sentences``.
+    ``clock`` is the listener's playback so far and what is left to speak (the
+    jobs of one text stream share it): the pacing plans the whole job with it.
+    Chunks the pacing holds back (a device slower than real time for this reply)
+    go out together with the first one it releases, or at the end of the job.
+    ``gate`` waits for the job's turn before each synthesis step (``scheduler``).
+    ``clauses``: the job is one sentence spoken while it arrives, part by part
+    (clause streaming), instead of ``job.sentences``.
     """
     scales = ready.voice.scales(settings.noise_scale, settings.length_scale, settings.noise_w_scale)
+    costs = ready.streamer.costs
     silence_seconds = settings.sentence_silence
     silence_samples = int(silence_seconds * ready.voice.config.sample_rate)
     # One limiter per job: it holds back a few ms of look-ahead until the end.
     pcm = PcmStream(ready.gain, ready.voice.config.sample_rate)
+    held: list[bytes] = []
     sentences = _sentence_parts(job, clauses, stop)
     for index, parts in enumerate(sentences):
-        for piece in _pieces(ready, parts, settings.max_utterance_phonemes):
+        pieces: Iterable[SentencePiece] = _pieces(ready, parts, settings.max_utterance_phonemes)
+        if clauses is None:  # a whole sentence: its pieces are known now, for the plan
+            pieces = list(pieces)
+            ids = [piece_ids(piece) for piece in pieces]
+            clock.phonemized(ids)
+            costs.learn_text(len(job.sentences[index]), sum(ids))
+        for piece in pieces:
             clock.restart_if_dry()  # text kept the player waiting: end the silence soon
+            clock.utterance_started()
             for chunk in ready.streamer.stream_piece(piece, scales, speaker_id, clock, gate):
                 if stop.is_set():
                     return
-                yield pcm.feed(chunk.audio)
+                held.append(pcm.feed(chunk.audio))
+                if not chunk.held:
+                    yield b"".join(held)
+                    held.clear()
         is_last = index == len(sentences) - 1
         if silence_samples and (not is_last or job.trailing_silence):
-            clock.sent(silence_seconds)
-            yield pcm.feed(np.zeros(silence_samples, dtype=np.float32))
-    yield pcm.end()
+            audio = pcm.feed(np.zeros(silence_samples, dtype=np.float32))
+            if held:
+                clock.hold(silence_seconds)
+                held.append(audio)
+            else:
+                clock.sent(silence_seconds)
+                yield audio
+    if held:  # the job ended while its start was held back
+        clock.sent(0.0)
+    yield b"".join([*held, pcm.end()])
+    costs.learn_plan(clock)  # a start that came too early makes the next one safer
+    ready.store_costs()
+
+
+def piece_ids(piece: SentencePiece) -> int:
+    """About how many of Piper's ids a piece has: each phoneme and a PAD, BOS, PAD, EOS."""
+    return 2 * len(piece.phonemes) + 3
 
 
 def _sentence_parts(

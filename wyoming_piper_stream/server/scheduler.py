@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +32,9 @@ FIRST_AUDIO_BUDGET = 2.0
 run dry sooner go first. Measured with 4 clients starting at once on 2 cores
 (25 words each): 1 s gave the last client its first audio at ~0.95 s but 4-6
 stalls of 10-80 ms per round; 2 s gives ~1.5 s and no stall."""
+
+ACTIVE_SECONDS = 1.0
+"""A job whose step ran this recently still counts as speaking (its worker steps back to back)."""
 
 HOLD_SECONDS = 0.02
 """After a step, how long the slot is kept for the same thread's next step when
@@ -60,6 +64,7 @@ class TurnPolicy:
         self.running = 0
         self._waiting: list[_Entry] = []
         self._held: tuple[float, _Entry] | None = None  # until, the step that finished
+        self._last_step: dict[object, float] = {}  # owner -> when its last step ended
 
     def enqueue(self, entry: _Entry) -> None:
         heapq.heappush(self._waiting, entry)
@@ -84,11 +89,18 @@ class TurnPolicy:
         heapq.heappop(self._waiting)
         self.running += 1
         self._held = None
+        self._last_step[entry.owner] = math.inf  # running
 
     def finish(self, entry: _Entry, now: float) -> None:
         """The slot stays held a moment for the same owner's next step."""
         self.running -= 1
         self._held = (now + self.hold_seconds, entry)
+        self._last_step[entry.owner] = now
+
+    def speaking(self, now: float, window: float = ACTIVE_SECONDS) -> int:
+        """Owners with a step waiting, running, or ended within ``window``."""
+        self._last_step = {o: t for o, t in self._last_step.items() if t >= now - window}
+        return len({entry.owner for entry in self._waiting} | set(self._last_step))
 
 
 class StepScheduler:
@@ -137,6 +149,11 @@ class StepScheduler:
         """The gate of one job: its deadlines follow its playback clock."""
         first_deadline = (self.clock() if arrived is None else arrived) + FIRST_AUDIO_BUDGET
         owner = object()  # the job: its next step may take the slot it just held
+        with self._changed:
+            others = self._policy.speaking(self.clock())
+        # The plan of a new job starts from its share of the steps, not from all of them
+        # (then its waits for the turn teach the share as it runs).
+        clock.share = min(clock.share, self._policy.slots / (others + self._policy.slots))
 
         def gate(seconds: float) -> AbstractContextManager[None]:
             return self.turn(step_deadline(clock, first_deadline, seconds), owner)

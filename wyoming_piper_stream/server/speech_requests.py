@@ -166,6 +166,7 @@ class SpeechRequests:
             speaker=voice.speaker if voice else None,
             trailing_silence=trailing,
         )
+        clock.expect_text([len(s) for s in sentences])  # the pacing plans with it
         return QueuedJob(job, clock)
 
     def _check_length(self, chars: int) -> None:

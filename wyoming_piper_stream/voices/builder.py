@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from wyoming_piper_stream.engine.chunked_decoder import (
     ChunkedDecoder,
-    ChunkSchedule,
     measure_flow_padding,
     measure_padding,
 )
@@ -21,6 +21,7 @@ from wyoming_piper_stream.engine.denoise import (
 from wyoming_piper_stream.engine.graph_split import SplitError
 from wyoming_piper_stream.engine.graphs import SessionSettings, Voice, load_voice
 from wyoming_piper_stream.engine.loudness import calibrate_gain
+from wyoming_piper_stream.engine.pacing import CostModel
 from wyoming_piper_stream.engine.phoneme_types import missing_phonemizer
 from wyoming_piper_stream.engine.phonemize import (
     MissingPhonemizerError,
@@ -29,7 +30,7 @@ from wyoming_piper_stream.engine.phonemize import (
 )
 from wyoming_piper_stream.engine.settings import StreamingSettings
 from wyoming_piper_stream.engine.voice_config import VoiceConfig, VoiceError, VoiceFiles
-from wyoming_piper_stream.voices.cache import VoiceCache, VoiceFacts, entry_key
+from wyoming_piper_stream.voices.cache import VoiceCache, VoiceFacts, entry_key, machine_key
 from wyoming_piper_stream.voices.files import missing_files
 from wyoming_piper_stream.voices.settings import VoiceLibrarySettings
 
@@ -56,6 +57,8 @@ class ReadyVoice:
     phonemizer: Phonemizer
     streamer: ChunkedDecoder
     gain: float
+    store_costs: Callable[[], None] = field(default=lambda: None, compare=False)
+    """Keep the step costs learned so far beside the voice cache (after each job)."""
 
 
 class VoiceBuilder:
@@ -102,17 +105,15 @@ class VoiceBuilder:
         padding = self.streaming.chunk_padding
         if padding is None:
             padding = facts.padding
+        costs = self._costs(key)
         streamer = ChunkedDecoder(
             voice,
             padding=padding,
-            schedule=ChunkSchedule(
-                self.streaming.first_chunk,
-                self.streaming.chunk_size,
-                adaptive=self.streaming.adaptive,
-            ),
+            pacing=self.streaming.pacing(voice.config),
             postprocess=make_denoiser(voice, self.streaming.denoiser_strength, padding),
             flow_padding=facts.flow_padding,
             context=self.streaming.clause_context,
+            costs=costs,
         )
         _LOGGER.info(
             "Loaded voice %s in %.2f s (padding %d frames, flow padding %s, gain %.2f)",
@@ -122,7 +123,33 @@ class VoiceBuilder:
             facts.flow_padding if voice.flow is not None else "-",
             facts.gain,
         )
-        return ReadyVoice(voice=voice, phonemizer=phonemizer, streamer=streamer, gain=facts.gain)
+        return ReadyVoice(
+            voice=voice,
+            phonemizer=phonemizer,
+            streamer=streamer,
+            gain=facts.gain,
+            store_costs=self._cost_keeper(key, costs),
+        )
+
+    def _costs(self, key: str) -> CostModel:
+        if self._cache is None or not key:
+            return CostModel()
+        return self._cache.costs(key, machine_key(self.settings.threads))
+
+    def _cost_keeper(self, key: str, costs: CostModel) -> Callable[[], None]:
+        """Writes the costs when they changed since the last write."""
+        cache = self._cache
+        if cache is None or not key:
+            return lambda: None
+        machine = machine_key(self.settings.threads)
+        stored = [costs.updates]
+
+        def store() -> None:
+            if costs.updates != stored[0]:
+                stored[0] = costs.updates
+                cache.store_costs(key, machine, costs)
+
+        return store
 
     def _session_settings(self) -> SessionSettings:
         return SessionSettings(threads=self.settings.threads, use_cuda=self.settings.use_cuda)

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import platform
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from pathlib import Path
 import onnx
 
 from wyoming_piper_stream.engine.graph_split import split_model
+from wyoming_piper_stream.engine.pacing import CostModel
 from wyoming_piper_stream.engine.voice_config import VoiceFiles
 
 _LOGGER = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ _ENCODER = "encoder.onnx"
 _DECODER = "decoder.onnx"
 _FLOW = "flow.onnx"
 _FACTS = "facts.json"
+_COSTS = "costs-{machine}.json"
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,24 @@ def content_key(files: VoiceFiles) -> str:
             for block in iter(lambda: source.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()[:32]
+
+
+def machine_key(threads: int) -> str:
+    """This machine as the step costs see it: CPU model, cores we may use, threads, runtime.
+
+    A server pinned to fewer cores (or another board) gets costs of its own.
+    """
+    import onnxruntime
+
+    cpu = platform.processor()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith(("model name", "Model")):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = (platform.machine(), cpu, str(cores), str(threads), onnxruntime.__version__)
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 class VoiceCache:
@@ -103,16 +124,34 @@ class VoiceCache:
         return None
 
     def store_facts(self, key: str, facts: VoiceFacts) -> None:
+        self._write_json(key, _FACTS, asdict(facts))
+
+    def _write_json(self, key: str, name: str, data: dict[str, object]) -> None:
+        """Written beside, then renamed: readers never see half a file."""
         entry = self.root / key
         try:
             entry.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=entry, suffix=".tmp")
             with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(asdict(facts), out)
+                json.dump(data, out)
             os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
-            os.replace(tmp, entry / _FACTS)
+            os.replace(tmp, entry / name)
         except OSError as error:
             _LOGGER.warning("Cannot write voice cache %s: %s", entry, error)
+
+    def costs(self, key: str, machine: str) -> CostModel:
+        """The step costs learned for this voice on this machine (empty if none yet)."""
+        path = self.root / key / _COSTS.format(machine=machine)
+        try:
+            return CostModel.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return CostModel()
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            _LOGGER.warning("Ignoring unreadable step costs %s: %s", path, error)
+            return CostModel()
+
+    def store_costs(self, key: str, machine: str, costs: CostModel) -> None:
+        self._write_json(key, _COSTS.format(machine=machine), costs.as_dict())
 
     def drop(self, key: str) -> None:
         """Forget an unusable entry (read-only caches stay as they are)."""

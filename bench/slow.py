@@ -1,0 +1,210 @@
+"""Slow-device benchmark: each server in turn pinned to one core shared with N busy loops.
+
+About a Raspberry Pi 4 at N = 5 (wyoming-piper runs near RTF 0.75 there). Each
+server gets the same treatment: started under ``taskset`` on the last core,
+busy loops pinned to that core (each ends by itself after ``LOOP_SECONDS``, and
+is ended when the server's turn is over), one warm-up request of each text
+under load, then ``rounds`` rounds of the texts. The client runs on the other
+cores. Reports first audio, the worst stall and the total stall after first
+audio, as a real-time player that starts at the first chunk would hear them.
+
+Usage: ``script/bench --slow N [--rounds R]``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+from bench.client import Trace, on_connection, one_shot
+from bench.procs import Server
+from bench.stats import Target, median, ms, table
+from bench.texts import TEXTS as ALL_TEXTS
+
+LOOP_SECONDS = 900
+"""Longest life of one busy loop: they stop by themselves even if the bench dies."""
+
+BUSY_LOOP = (
+    "import time\n"
+    f"end = time.monotonic() + {LOOP_SECONDS}\n"
+    "while time.monotonic() < end:\n"
+    "    pass\n"
+)
+
+TEXTS = {name: ALL_TEXTS[name] for name in ("5w", "25w", "80w", "3sent")}
+"""The texts of issue 13's slow-device table."""
+
+STALL_LIMIT = 0.05
+FIRST_80W_LIMIT = {5: 0.3, 7: 1.0}
+"""First audio on 80 words, ours over wyoming-piper's, by N (issue 13)."""
+
+
+@dataclass(frozen=True)
+class SlowSample:
+    first: float
+    total: float
+    audio: float
+    worst_stall: float
+    stall: float
+
+    @staticmethod
+    def of(trace: Trace) -> SlowSample:
+        worst, total = stalls(trace)
+        return SlowSample(trace.first, trace.end, trace.audio_seconds, worst, total)
+
+
+def stalls(trace: Trace) -> tuple[float, float]:
+    """(worst, total) seconds a player starting at the first chunk waits for audio."""
+    worst = total = 0.0
+    played_out = None
+    for arrived, duration in trace.chunks:
+        if played_out is not None and arrived > played_out:
+            worst = max(worst, arrived - played_out)
+            total += arrived - played_out
+            played_out = arrived
+        played_out = (arrived if played_out is None else played_out) + duration
+    return worst, total
+
+
+def pinned_core() -> int:
+    return max(os.sched_getaffinity(0))
+
+
+class BusyLoops:
+    """N bounded busy loops pinned to one core."""
+
+    def __init__(self, count: int, core: int) -> None:
+        self.count = count
+        self.core = core
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> BusyLoops:
+        for _ in range(self.count):
+            command = ["taskset", "-c", str(self.core), sys.executable, "-c", BUSY_LOOP]
+            self._procs.append(subprocess.Popen(command, stdin=subprocess.DEVNULL))
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for process in self._procs:
+            process.terminate()
+        for process in self._procs:
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+async def run_server(
+    server: Server, busy: int, core: int, rounds: int, timeout: float
+) -> dict[str, list[SlowSample]]:
+    samples: dict[str, list[SlowSample]] = {name: [] for name in TEXTS}
+    server.wrapper = ("taskset", "-c", str(core))
+    server.start()
+    try:
+        await server.wait_ready(timeout)
+        with BusyLoops(busy, core):
+            for text in TEXTS.values():  # warm-up under load (ours learns its costs here)
+                await on_connection(server.port, partial(one_shot, text=text), timeout)
+            for index in range(rounds):
+                for name, text in TEXTS.items():
+                    trace = await on_connection(server.port, partial(one_shot, text=text), timeout)
+                    samples[name].append(SlowSample.of(trace))
+                print(f"  {server.name}: round {index + 1}/{rounds} done", flush=True)
+    finally:
+        server.stop()
+    return samples
+
+
+def report(
+    results: dict[str, dict[str, list[SlowSample]]], busy: int, rounds: int, core: int
+) -> tuple[str, list[Target]]:
+    ours, theirs = results["ours"], results["wyoming-piper"]
+    header = [
+        "text",
+        "audio s",
+        "first ours",
+        "first theirs",
+        "ratio",
+        "worst stall ours",
+        "worst stall theirs",
+        "stall sum ours",
+        "stall sum theirs",
+        "total ours",
+        "total theirs",
+    ]
+    rows, found = [], []
+    for name in TEXTS:
+        a, b = ours[name], theirs[name]
+        first_a, first_b = median([s.first for s in a]), median([s.first for s in b])
+        worst_a, worst_b = max(s.worst_stall for s in a), max(s.worst_stall for s in b)
+        rows.append(
+            [
+                name,
+                f"{median([s.audio for s in a]):.1f}",
+                ms(first_a),
+                ms(first_b),
+                f"{first_a / first_b:.2f}",
+                ms(worst_a),
+                ms(worst_b),
+                ms(sum(s.stall for s in a)),
+                ms(sum(s.stall for s in b)),
+                ms(median([s.total for s in a])),
+                ms(median([s.total for s in b])),
+            ]
+        )
+        found.append(Target(f"worst stall {name} (ours, s)", worst_a, STALL_LIMIT))
+        if name == "80w" and busy in FIRST_80W_LIMIT:
+            found.append(Target("first audio 80w ratio", first_a / first_b, FIRST_80W_LIMIT[busy]))
+        elif busy >= 7:
+            found.append(Target(f"first audio {name} ratio", first_a / first_b, 1.0))
+    text = (
+        f"Slow device: each server pinned to core {core} with {busy} busy loops, "
+        f"{rounds} rounds after one warm-up of each text; times in ms, first audio as "
+        f"median, stalls as worst / sum over rounds\n" + table(header, rows)
+    )
+    return text, found
+
+
+async def benchmark(busy: int, rounds: int, timeout: float, out_dir: Path) -> None:
+    from bench.server import OURS, THEIRS, make_servers, voice_dir
+
+    core = pinned_core()
+    others = set(os.sched_getaffinity(0)) - {core}
+    if others:
+        os.sched_setaffinity(0, others)  # the client must not take the servers' core
+    results: dict[str, dict[str, list[SlowSample]]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-voices-") as folder:
+        servers = make_servers(voice_dir(Path(folder)))
+        for name in (OURS, THEIRS):
+            started = time.perf_counter()
+            results[name] = await run_server(servers[name], busy, core, rounds, timeout)
+            print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
+    text, found = report(results, busy, rounds, core)
+    print("\n" + text + "\n\nTargets:")
+    for target in found:
+        print(target.line())
+    data = {
+        "busy_loops": busy,
+        "rounds": rounds,
+        "samples": {
+            server: {text: [asdict(x) for x in xs] for text, xs in by_text.items()}
+            for server, by_text in results.items()
+        },
+        "targets": [t.as_dict() for t in found],
+    }
+    path = out_dir / f"slow-{busy}.json"
+    path.write_text(json.dumps(data, indent=1))
+    print(f"wrote {path}")
+
+
+def main(busy: int, rounds: int, timeout: float, out_dir: Path) -> None:
+    asyncio.run(benchmark(busy, rounds, timeout, out_dir))
