@@ -26,6 +26,7 @@ from wyoming_piper_stream.engine.pacing import (
     PlannedPacing,
     PlaybackClock,
     StepCosts,
+    UtteranceWork,
     simulate_playback,
 )
 from wyoming_piper_stream.engine.voice_config import DEFAULT_HOP_LENGTH as HOP_LENGTH
@@ -247,7 +248,7 @@ def test_sharing_the_cores_makes_the_first_chunk_larger_or_held() -> None:
     pacing = PlannedPacing(16, 128, FRAME_SECONDS)
 
     def opening(share: float) -> tuple[int, bool]:
-        clock = PlaybackClock(share=share, upcoming_ids=[150])
+        clock = PlaybackClock(share=share, upcoming=[UtteranceWork(150, 150)])
         return pacing.next_size(300, clock, costs)
 
     assert opening(1.0) == (16, False)
@@ -368,3 +369,24 @@ def test_an_utterance_after_the_player_fell_silent_starts_small_again() -> None:
     assert first_chunk() == 128  # still playing: restart_if_dry keeps the clock
     decoder.voice.clock.advance(60.0)  # type: ignore[attr-defined]  # all played, then silence
     assert first_chunk() == 16
+
+
+def test_the_plan_charges_a_later_piece_for_the_context_its_encoder_sees() -> None:
+    """A clause piece is encoded with the sentence around it: more encoder work than its own
+    ids, for the same audio. The plan must start further ahead for it."""
+    costs = StepCosts(
+        encoder=(0.01, 0.002),  # a slow encoder: 400 ids take 0.8 s
+        flow=(0.004, 0.0005),
+        decoder=(0.004, 0.004),
+        frames_per_id=2,
+        ids_per_char=2,
+    )
+    pacing = PlannedPacing(16, 128, FRAME_SECONDS)
+
+    def opening(later: UtteranceWork) -> tuple[int, bool]:
+        return pacing.next_size(40, PlaybackClock(upcoming=[later]), costs)
+
+    alone = opening(UtteranceWork(encoder_ids=60, ids=60))
+    with_context = opening(UtteranceWork(encoder_ids=400, ids=60))
+    assert alone == (16, False)
+    assert with_context[1] or with_context[0] > 16

@@ -131,12 +131,22 @@ class ChunkedDecoder:
         exactly ``stream`` of Piper's ids. Voices whose encoder lacks the
         duration output speak each piece alone instead.
         """
+        window = self._window(piece)
+        if isinstance(window, list):
+            return self.stream(window, scales, speaker_id, clock, gate)
+        return self._stream(window.ids, window, scales, speaker_id, clock, gate)
+
+    def encoder_ids(self, piece: SentencePiece) -> int:
+        """How many ids the encoder run of ``stream_piece`` sees (the piece and its context)."""
+        window = self._window(piece)
+        return len(window) if isinstance(window, list) else len(window.ids)
+
+    def _window(self, piece: SentencePiece) -> PieceWindow | list[int]:
+        """The piece's window, or its ids alone where the encoder gives no durations."""
         config = self.voice.config
         if not self.voice.has_durations:
-            alone = phonemes_to_ids(piece.phonemes, config.phoneme_id_map, config.phoneme_type)
-            return self.stream(alone, scales, speaker_id, clock, gate)
-        window = piece_window(piece, config.phoneme_id_map, self.context, config.phoneme_type)
-        return self._stream(window.ids, window, scales, speaker_id, clock, gate)
+            return phonemes_to_ids(piece.phonemes, config.phoneme_id_map, config.phoneme_type)
+        return piece_window(piece, config.phoneme_id_map, self.context, config.phoneme_type)
 
     def _stream(
         self,

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 Clock = Callable[[], float]
 """Seconds on a monotonic clock: ``time.perf_counter`` in the server, a simulated
@@ -260,6 +260,14 @@ class CostModel:
 # --- one job's playback ----------------------------------------------------------------------
 
 
+class UtteranceWork(NamedTuple):
+    """A later utterance of a job: the ids its encoder run sees (with the context around
+    a clause piece, see ``clauses.piece_window``) and the ids it speaks."""
+
+    encoder_ids: int
+    ids: int
+
+
 @dataclass
 class PlaybackClock:
     """One listener's playback and what is left of the job (shared by its utterances).
@@ -276,8 +284,8 @@ class PlaybackClock:
     the time it waited for its turn while other clients' steps ran."""
     now: Clock = field(default=time.perf_counter, repr=False, compare=False)
     held_seconds: float = 0.0
-    upcoming_ids: list[int] = field(default_factory=list)
-    """Id counts of this job's utterances that are phonemized but not yet started."""
+    upcoming: list[UtteranceWork] = field(default_factory=list)
+    """This job's utterances that are phonemized but not yet started."""
     pending_sentences: list[int] = field(default_factory=list)
     """Characters of each sentence queued for this listener but not yet phonemized."""
     work_seconds: float = 0.0
@@ -335,22 +343,26 @@ class PlaybackClock:
         with self._lock:
             self.pending_sentences.extend(sentence_chars)
 
-    def phonemized(self, utterance_ids: Sequence[int]) -> None:
-        """The next queued sentence became utterances of these id counts."""
+    def phonemized(
+        self, utterance_ids: Sequence[int], encoder_ids: Sequence[int] | None = None
+    ) -> None:
+        """The next queued sentence became utterances of these id counts (``encoder_ids``:
+        what their encoder runs see, with context; by default the same)."""
+        seen = utterance_ids if encoder_ids is None else encoder_ids
         with self._lock:
             if self.pending_sentences:
                 self.pending_sentences.pop(0)
-            self.upcoming_ids.extend(utterance_ids)
+            self.upcoming.extend(map(UtteranceWork, seen, utterance_ids))
 
     def utterance_started(self) -> None:
         with self._lock:
-            if self.upcoming_ids:
-                self.upcoming_ids.pop(0)
+            if self.upcoming:
+                self.upcoming.pop(0)
 
-    def work_left(self) -> tuple[list[int], list[int]]:
-        """(id counts of later utterances, characters of sentences not yet phonemized)."""
+    def work_left(self) -> tuple[list[UtteranceWork], list[int]]:
+        """(later utterances, characters of sentences not yet phonemized)."""
         with self._lock:
-            return list(self.upcoming_ids), list(self.pending_sentences)
+            return list(self.upcoming), list(self.pending_sentences)
 
 
 # --- spans and the pacing interface ----------------------------------------------------------
@@ -515,10 +527,9 @@ class PlannedPacing:
                 return size, False
         return min(self.max_chunk, left), True
 
-    def work(self, costs: StepCosts, left: int, later: Sequence[int]) -> float:
+    def work(self, costs: StepCosts, left: int, later: Sequence[UtteranceWork]) -> float:
         """Seconds of work for the rest of the job, in chunks of the largest size."""
-        pieces = [(0.0, left)]
-        pieces += [(costs.utterance(ids), round(ids * costs.frames_per_id)) for ids in later]
+        pieces = [(0.0, left), *_utterance_steps(costs, later)]
         total = 0.0
         for before, frames in pieces:
             calls = math.ceil(frames / self.max_chunk)
@@ -532,17 +543,19 @@ class PlannedPacing:
             size = int(size * 1.5) + 1
         yield min(left, self.max_chunk)
 
-    def later_utterances(self, costs: StepCosts, clock: PlaybackClock) -> list[int]:
-        """Id counts of the utterances after this one, estimated for sentences not yet
-        phonemized (one utterance each: sentences go through the encoder one by one)."""
+    def later_utterances(self, costs: StepCosts, clock: PlaybackClock) -> list[UtteranceWork]:
+        """The utterances after this one, estimated for sentences not yet phonemized
+        (one utterance each: sentences go through the encoder one by one)."""
         upcoming, sentences = clock.work_left()
-        return upcoming + [round(chars * costs.ids_per_char) for chars in sentences]
+        estimated = [round(chars * costs.ids_per_char) for chars in sentences]
+        return upcoming + [UtteranceWork(ids, ids) for ids in estimated]
 
-    def keeps_up(self, costs: StepCosts, buffered: float, left: int, later: Sequence[int]) -> bool:
+    def keeps_up(
+        self, costs: StepCosts, buffered: float, left: int, later: Sequence[UtteranceWork]
+    ) -> bool:
         """Would the rest of the job, chunked as ``largest_in_time`` chunks it, play
         without the buffer falling under ``RESERVE_SECONDS``?"""
-        pieces = [(0.0, left)]
-        pieces += [(costs.utterance(ids), round(ids * costs.frames_per_id)) for ids in later]
+        pieces = [(0.0, left), *_utterance_steps(costs, later)]
         for before, frames in pieces:
             buffered -= costs.safety * before
             while frames > 0:
@@ -571,3 +584,9 @@ class PlannedPacing:
         if flow_rest + measured.chunk(needed - done) <= budget:
             return num_frames
         return quadruple
+
+
+def _utterance_steps(costs: StepCosts, later: Sequence[UtteranceWork]) -> list[tuple[float, int]]:
+    """(seconds before its first chunk, frames) of each later utterance: the encoder pays
+    for the context it sees, the audio is only the utterance's own frames."""
+    return [(costs.utterance(u.encoder_ids), round(u.ids * costs.frames_per_id)) for u in later]

@@ -49,7 +49,7 @@ def pcm_for_job(
         if clauses is None:  # a whole sentence: its pieces are known now, for the plan
             pieces = list(pieces)
             ids = [piece_ids(piece) for piece in pieces]
-            clock.phonemized(ids)
+            clock.phonemized(ids, [ready.streamer.encoder_ids(piece) for piece in pieces])
             costs.learn_text(len(job.sentences[index]), sum(ids))
         for piece in pieces:
             clock.restart_if_dry()  # text kept the player waiting: end the silence soon
