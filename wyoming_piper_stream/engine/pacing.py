@@ -294,10 +294,6 @@ class PlaybackClock:
     """(``work_seconds`` then, seconds of work planned to the end of the job) at the start."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    @property
-    def playing(self) -> bool:
-        return self.started is not None
-
     def hold(self, seconds: float) -> None:
         """Audio produced but held back: playback has not started."""
         self.held_seconds += seconds
