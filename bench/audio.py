@@ -2,10 +2,10 @@
 
 Noise off, the embedded joe voice, a fixed set of short and long sentences.
 Each sentence is spoken three ways by our engine: ``uncut`` (one utterance,
-exactly Piper's), ``cut`` (clause pieces of at most 200 phonemes,
-as the server cuts; it keeps a sentence whole where the first window would
-reach its end anyway, as for the 40-word one) and ``clauses`` (every clause a piece whose
-next words are not known yet, as early clauses of streamed LLM text are).
+exactly Piper's), ``cut`` (as the server cuts at 200 phonemes: it keeps a
+sentence whole where the first window would reach its end anyway, as for the
+40-word one) and ``clauses`` (every clause a piece whose next words are not
+known yet, as early clauses of streamed LLM text are).
 Piper's audio comes from ``PiperVoice.synthesize``, what wyoming-piper runs.
 
 Reported: length of cut speech against uncut; the pause at every comma where
@@ -14,7 +14,7 @@ against the same stretch uncut; samples the limiter touched; energy at
 9-11 kHz; and whether our uncut audio is Piper's sample for sample (after the
 different fixed gain) away from limited peaks.
 
-Usage: ``script/bench-audio`` (runs against older commits too, for before/after).
+Usage: ``script/bench-audio``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import onnx
 import onnxruntime as ort
 
 from bench.texts import WORDS_25, WORDS_80
+from wyoming_piper_stream.engine.chunked_decoder import CutPause
+from wyoming_piper_stream.engine.gate import ungated
 
 OUT_DIR = Path("bench-out")
 RATE = 22050
@@ -46,6 +48,16 @@ SENTENCES = (
     "dark forest where nobody can find it, because foxes are clever animals that know how "
     "to hide from hunters and their dogs.",
     WORDS_80,
+    "Before you leave for the airport tomorrow morning, remember that the flight was moved "
+    "to seven forty, that the parking garage near terminal two is closed for repairs, and "
+    "that the traffic on the highway is usually heavy between six and eight, so it would "
+    "be wise to leave the house a little earlier than you planned.",
+    "Here is what I found for this weekend, starting with Saturday, which looks sunny and "
+    "warm with a high of seventy eight degrees and a light breeze from the west, perfect "
+    "for the farmers market downtown, while Sunday will be cloudier, with a chance of "
+    "showers in the late afternoon, a high of sixty nine, and winds picking up to fifteen "
+    "miles per hour near the coast, so if you plan to go sailing, the morning is the better "
+    "choice, and you may want to bring a jacket for the ride back.",
 )
 MODES = ("uncut", "cut", "clauses")
 
@@ -152,17 +164,21 @@ class Ours:
         self.scales = self.ready.voice.scales(0.0, 1.0, 0.0)
         self.limited = 0
 
-    def first_piece_encoder_ms(self, text: str) -> tuple[float, float]:
-        """Median encoder time of the first cut piece: alone, and as it is encoded now."""
-        phonemes = self.phonemes(text)
+    def encoder_ms(self, text: str) -> tuple[float, float, float, float]:
+        """Median encoder times: the first cut piece alone, the first piece's window,
+        every piece's window (as the server cuts), the whole sentence."""
         id_map = self.ready.voice.config.phoneme_id_map
-        pieces = self.clauses.clause_pieces(phonemes, 200)
-        alone = self.to_ids(pieces[0], id_map)
-        window = alone
-        if hasattr(self.clauses, "piece_window"):
-            first = self.clauses.sentence_pieces(phonemes, pieces)[0]
-            window = self.clauses.piece_window(first, id_map, self.ready.streamer.context).ids
-        return self._encoder_ms(alone), self._encoder_ms(window)
+        context = self.ready.streamer.context
+        phonemes = self.phonemes(text)
+        pieces = self.pieces(text, "cut")
+        windows = [self.clauses.piece_window(p, id_map, context).ids for p in pieces]
+        alone = self.to_ids(list(pieces[0].phonemes), id_map)
+        return (
+            self._encoder_ms(alone),
+            self._encoder_ms(windows[0]),
+            sum(self._encoder_ms(w) for w in windows),
+            self._encoder_ms(self.to_ids(phonemes, id_map)),
+        )
 
     def _encoder_ms(self, ids: list[int]) -> float:
         times = []
@@ -176,45 +192,42 @@ class Ours:
         (sentence,) = self.phonemizer.phonemize(text)
         return sentence
 
-    def speak(self, text: str, mode: str) -> Spoken:
+    def pieces(self, text: str, mode: str) -> list:
+        """The ``SentencePiece``s of ``text`` in ``mode``, as the server makes them."""
+        clauses = self.clauses
         phonemes = self.phonemes(text)
-        limit = {"uncut": 0, "cut": 200, "clauses": 1}[mode]
-        pieces = self.clauses.clause_pieces(phonemes, limit)
+        if mode == "uncut":
+            return [clauses.SentencePiece(tuple(phonemes))]
+        if mode == "cut":
+            context = self.ready.streamer.context
+            return list(clauses.utterance_pieces(self.phonemizer, text, 200, context))
+        every = clauses.sentence_pieces(phonemes, clauses.clause_pieces(phonemes, 1))
+        early = [clauses.SentencePiece(p.phonemes, p.before, None) for p in every[:-1]]
+        return [*early, *every[-1:]]
+
+    def speak(self, text: str, mode: str) -> Spoken:
         streamer = self.ready.streamer
-        stream_pcm = getattr(self.loudness, "PcmStream", None)
-        pcm_stream = stream_pcm(self.ready.gain) if stream_pcm else None
+        pcm_stream = self.loudness.PcmStream(self.ready.gain)
         audio: list[np.ndarray] = []
         pcm: list[bytes] = []
         bounds = []
-        for index, piece in enumerate(pieces):
-            if hasattr(streamer, "stream_piece"):
-                sentence = self.clauses.sentence_pieces(phonemes, pieces)[index]
-                if mode == "clauses" and index < len(pieces) - 1:
-                    sentence = self.clauses.SentencePiece(sentence.phonemes, sentence.before, None)
-                chunks = streamer.stream_piece(sentence, self.scales)
-            else:  # before: each piece alone
-                chunks = streamer.stream(
-                    self.to_ids(piece, self.ready.voice.config.phoneme_id_map), self.scales
-                )
-            for chunk in chunks:
+        cut = CutPause()
+        for piece in self.pieces(text, mode):
+            for chunk in streamer.stream_piece(piece, self.scales, None, None, ungated, cut):
                 audio.append(chunk.audio)
-                if pcm_stream:
-                    pcm.append(pcm_stream.feed(chunk.audio))
-                else:
-                    pcm.append(self.loudness.to_pcm16(chunk.audio, self.ready.gain))
+                pcm.append(pcm_stream.feed(chunk.audio))
             bounds.append(sum(len(a) for a in audio))
-        if pcm_stream:
-            pcm.append(pcm_stream.end())
-            self.limited += pcm_stream.limiter.limited
+        pcm.append(pcm_stream.end())
+        self.limited += pcm_stream.limiter.limited
         return Spoken(np.concatenate(audio), np.frombuffer(b"".join(pcm), dtype="<i2"), bounds[:-1])
 
 
-def comma_ends(durations: np.ndarray, cut_pieces: list[list[str]]) -> list[int]:
-    """Sample where each cut comma's own ids end in the uncut sentence."""
+def comma_ends(durations: np.ndarray, pieces: list) -> list[int]:
+    """Sample where the comma before each later piece ends (its own ids) in the uncut sentence."""
     ends = np.concatenate([[0], np.cumsum(durations)])
-    result, position = [], 0
-    for piece in cut_pieces[:-1]:
-        position += len(piece) + (1 if position else 0)  # phonemes up to the comma
+    result = []
+    for piece in pieces[1:]:
+        position = len(piece.before) - (1 if piece.before[-1:] == (" ",) else 0)
         result.append(int(ends[2 + 2 * position]) * HOP)
     return result
 
@@ -257,7 +270,7 @@ def run(rounds_texts: tuple[str, ...]) -> dict:
             match_worst = float("inf")
         for mode in ("cut", "clauses"):
             cut = spoken[mode]
-            pieces = ours.clauses.clause_pieces(phonemes, {"cut": 200, "clauses": 1}[mode])
+            pieces = ours.pieces(text, mode)
             if len(pieces) < 2:
                 continue
             commas = comma_ends(frames, pieces)
@@ -285,7 +298,7 @@ def run(rounds_texts: tuple[str, ...]) -> dict:
             )
     long_texts = [t for t in rounds_texts if len(ours.phonemes(t)) > 200]
     return {
-        "first_piece_encoder_ms": {t[:30]: ours.first_piece_encoder_ms(t) for t in long_texts},
+        "encoder_ms": {t[:30]: ours.encoder_ms(t) for t in long_texts},
         "reports": [asdict(r) for r in reports],
         "limiter_touched_samples": touched,
         "seconds": sum(len(p) for p in ours_all) / RATE,
@@ -330,9 +343,10 @@ def print_report(result: dict) -> None:
     print(f"  (all modes; uncut speech {result['seconds']:.1f} s)")
     print(f"9-11 kHz of total: ours {bands['ours_uncut']:.1f} dB", end=" ")
     print(f"(clauses mode {bands['ours_clauses']:.1f} dB), piper {bands['piper']:.1f} dB")
-    for text, (alone, window) in result["first_piece_encoder_ms"].items():
+    for text, (alone, window, pieces, whole) in result["encoder_ms"].items():
         print(
-            f"encoder, first piece of {text!r}: alone {alone:.0f} ms, with context {window:.0f} ms"
+            f"encoder ms of {text!r}: first piece alone {alone:.0f}, with context {window:.0f};"
+            f" all pieces {pieces:.0f}; whole sentence {whole:.0f}"
         )
     print(f"loudness ours - piper (uncut): {result['loudness_vs_piper_db']:+.2f} dB")
     excess = result["piper_match_worst_excess_lsb"]

@@ -16,15 +16,21 @@ from conftest import FIXTURES, LONG_SENTENCE, NOISE_OFF
 
 from bench.audio import active_db, pause_ms
 from bench.texts import WORDS_80
-from wyoming_piper_stream.engine.chunked_decoder import ChunkedDecoder, measure_padding
+from wyoming_piper_stream.engine.chunked_decoder import (
+    ChunkedDecoder,
+    CutPause,
+    _pause_as_predicted,
+    measure_padding,
+)
 from wyoming_piper_stream.engine.clauses import (
+    PieceWindow,
     SentencePiece,
     clause_pieces,
     piece_window,
     sentence_pieces,
     utterance_pieces,
 )
-from wyoming_piper_stream.engine.graphs import Voice, load_voice
+from wyoming_piper_stream.engine.graphs import Latent, Voice, load_voice
 from wyoming_piper_stream.engine.loudness import PcmStream
 from wyoming_piper_stream.engine.phonemize import EspeakPhonemizer, phonemes_to_ids
 from wyoming_piper_stream.voices.files import voice_files_at
@@ -41,12 +47,15 @@ def _pieces(phonemes: list[str], max_phonemes: int) -> list[SentencePiece]:
     return sentence_pieces(phonemes, clause_pieces(phonemes, max_phonemes))
 
 
-def _pcm(streamer: ChunkedDecoder, pieces: list[SentencePiece], gain: float):
-    """PCM of the pieces as one job, and the sample where each piece ends."""
+def _pcm(streamer: ChunkedDecoder, pieces: list[SentencePiece], gain: float, joined: bool = True):
+    """PCM of the pieces as one job, and the sample where each piece ends.
+
+    ``joined``: the pieces share a ``CutPause``, as the server's pieces of a sentence do."""
     stream = PcmStream(gain)
     audio, ends = [], []
+    cut = CutPause() if joined else None
     for piece in pieces:
-        for chunk in streamer.stream_piece(piece, NOISE_OFF):
+        for chunk in streamer.stream_piece(piece, NOISE_OFF, cut=cut):
             audio.append(chunk.audio)
         ends.append(sum(len(a) for a in audio))
     pcm = b"".join(stream.feed(a) for a in audio) + stream.end()
@@ -106,7 +115,24 @@ def test_a_sentence_is_cut_only_where_that_saves_encoder_work() -> None:
     (whole,) = utterance_pieces(phonemizer, LONG_SENTENCE, MAX_PHONEMES)
     assert whole == SentencePiece(tuple(_phonemes(LONG_SENTENCE)))
     assert len(list(utterance_pieces(phonemizer, LONG_SENTENCE, MAX_PHONEMES, 64))) == 2
-    assert len(list(utterance_pieces(phonemizer, WORDS_80, MAX_PHONEMES))) == 3
+
+
+def test_after_the_first_piece_the_rest_is_one_piece_up_to_a_limit() -> None:
+    # Only the first piece's encoder run delays the first audio: the rest of the
+    # sentence is one more piece (one cut), not a context window per clause.
+    phonemizer = EspeakPhonemizer("en-us")
+    phonemes = tuple(_phonemes(WORDS_80))
+    first, rest = utterance_pieces(phonemizer, WORDS_80, MAX_PHONEMES)
+    assert first.before == () and len(first.phonemes) <= MAX_PHONEMES
+    assert rest.after == () and (*rest.before, *rest.phonemes) == phonemes
+    # A run-on sentence: later pieces stay within 4 x the limit each.
+    run_on = ", ".join([WORDS_80.rstrip(".")] * 4) + "."
+    pieces = list(utterance_pieces(phonemizer, run_on, MAX_PHONEMES))
+    assert len(pieces) > 2
+    assert all(len(p.phonemes) <= 4 * MAX_PHONEMES for p in pieces)
+    assert pieces[-1].after == () and (*pieces[-1].before, *pieces[-1].phonemes) == tuple(
+        _phonemes(run_on)
+    )
 
 
 # --- the real voice ----------------------------------------------------------------------
@@ -154,7 +180,7 @@ def test_a_piece_without_context_is_the_plain_utterance(joe_voice: Voice, joe_pa
     assert np.array_equal(np.concatenate(piece), np.concatenate(plain))
 
 
-def test_an_early_clause_of_streamed_text_keeps_most_of_its_pause(
+def test_an_early_clause_of_streamed_text_gets_the_sentence_s_pause(
     joe_voice: Voice, joe_padding: int, joe_gain: float, cut_and_uncut
 ) -> None:
     # LLM text: the first clause is spoken before the rest has arrived (after=None,
@@ -166,8 +192,14 @@ def test_an_early_clause_of_streamed_text_keeps_most_of_its_pause(
     cut, ends = _pcm(streamer, [early, rest], joe_gain)
     in_sentence = pause_ms(uncut, comma_end)
     # Alone the clause ended with 279 ms here, against 464 ms mid-sentence.
-    assert 0.8 * in_sentence <= pause_ms(cut, ends[0]) <= 1.2 * in_sentence
-    assert abs(len(cut) / len(uncut) - 1) <= 0.015
+    # The next piece sees the comma with the real text after it and gives the
+    # pause what it predicts there (``CutPause``).
+    assert abs(pause_ms(cut, ends[0]) - in_sentence) <= 20, (pause_ms(cut, ends[0]), in_sentence)
+    # The clause's words were spoken before the rest was known: a little slower.
+    assert abs(len(cut) / len(uncut) - 1) <= 0.02
+    # Without that correction the placeholder's pause stays.
+    unjoined, ends = _pcm(streamer, [early, rest], joe_gain, joined=False)
+    assert abs(pause_ms(unjoined, ends[0]) - in_sentence) > 20
 
 
 def test_a_voice_without_durations_speaks_pieces_alone() -> None:
@@ -192,3 +224,52 @@ def test_our_split_exposes_durations(joe_voice: Voice) -> None:
     latent = joe_voice.encode(ids, NOISE_OFF)
     assert latent.durations is not None and len(latent.durations) == len(ids)
     assert int(latent.durations.sum()) == latent.num_frames
+
+
+# --- the pause at a cut (pure) -----------------------------------------------------------
+
+
+def _labelled(durations: list[int]):
+    """A latent whose every frame holds the index of the id it belongs to."""
+    labels = np.repeat(np.arange(len(durations)), durations).astype(np.float32)
+    z = labels.reshape(1, 1, -1)
+    return Latent(z, np.ones_like(z), None, np.array(durations)), labels
+
+
+# ids: BOS PAD | a PAD , PAD | (space) PAD b PAD , PAD | (context) PAD EOS
+# The piece owns ids 6..12: its joining space, "b" and its own comma (break after).
+_WINDOW = PieceWindow(list(range(15)), first=6, end=12, break_before=2, break_after=2, joint=2)
+_DURATIONS = [1, 1, 3, 1, 4, 2, 3, 1, 5, 1, 2, 2, 3, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("played", "expected_change"),
+    [(6, 0), (4, 2), (9, -3), (20, -4)],  # the break here is 4 + 2 frames; the space 3 + 1
+)
+def test_the_next_piece_moves_its_leading_silence_to_its_own_pause(
+    played: int, expected_change: int
+) -> None:
+    latent, labels = _labelled(_DURATIONS)
+    keep = _WINDOW.frames(latent.durations)
+    cut = CutPause(played)
+    moved, (start, stop) = _pause_as_predicted(latent, _WINDOW, keep, cut)
+    assert (start, stop) == (keep[0], keep[1] + expected_change)
+    frames = moved.z.reshape(-1)
+    assert np.array_equal(frames[:start], labels[: keep[0]])  # context before: untouched
+    assert np.array_equal(frames[stop:], labels[keep[1] :])  # context after: untouched
+    own = frames[start:stop]
+    if expected_change >= 0:  # more of the break's last id (its PAD), before the piece
+        assert np.array_equal(own[:expected_change], np.full(expected_change, 5))
+        assert np.array_equal(own[expected_change:], labels[keep[0] : keep[1]])
+    else:  # less of the joining space, never of the words
+        assert np.array_equal(own, labels[keep[0] - expected_change : keep[1]])
+    assert cut.played == 2 + 2  # the piece's own comma and PAD, for the next piece
+
+
+def test_the_first_piece_of_a_sentence_only_records_its_break() -> None:
+    latent, _ = _labelled(_DURATIONS)
+    first = PieceWindow(list(range(15)), first=0, end=12, break_after=2)
+    cut = CutPause()
+    moved, keep = _pause_as_predicted(latent, first, first.frames(latent.durations), cut)
+    assert moved is latent and keep == (0, sum(_DURATIONS[:12]))
+    assert cut.played == 4

@@ -35,7 +35,14 @@ from wyoming_piper_stream.engine.pacing import (
 from wyoming_piper_stream.engine.phonemize import phonemes_to_ids
 from wyoming_piper_stream.engine.settings import CONTEXT_PHONEMES
 
-__all__ = ["ChunkSchedule", "ChunkSpan", "ChunkedDecoder", "DecodedChunk", "plan_chunks"]
+__all__ = [
+    "ChunkSchedule",
+    "ChunkSpan",
+    "ChunkedDecoder",
+    "CutPause",
+    "DecodedChunk",
+    "plan_chunks",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -68,6 +75,20 @@ class UtteranceStats:
 
 
 Postprocess = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class CutPause:
+    """One sentence's pieces, in turn: the frames the last piece gave the clause
+    break it ended with, so the next piece can give the comma's pause what it
+    predicts itself.
+
+    The next piece's encoder sees the break with the real text after it (a
+    piece of streamed text saw a placeholder there, or context cut short); it
+    lengthens or shortens the silence it starts with by the difference.
+    """
+
+    played: int | None = None
 
 
 class ChunkedDecoder:
@@ -120,6 +141,7 @@ class ChunkedDecoder:
         speaker_id: int | None = None,
         clock: PlaybackClock | None = None,
         gate: Gate = ungated,
+        cut: CutPause | None = None,
     ) -> Iterator[DecodedChunk]:
         """Speak one piece of a sentence: the one entry point for every cut.
 
@@ -129,12 +151,13 @@ class ChunkedDecoder:
         context's frames as decoder padding. Pieces of one sentence so add up to
         about its length, with its comma pauses. A piece without context is
         exactly ``stream`` of Piper's ids. Voices whose encoder lacks the
-        duration output speak each piece alone instead.
+        duration output speak each piece alone instead. ``cut``: shared by the
+        pieces of one sentence, in order (see ``CutPause``).
         """
         window = self._window(piece)
         if isinstance(window, list):
             return self.stream(window, scales, speaker_id, clock, gate)
-        return self._stream(window.ids, window, scales, speaker_id, clock, gate)
+        return self._stream(window.ids, window, scales, speaker_id, clock, gate, cut)
 
     def encoder_ids(self, piece: SentencePiece) -> int:
         """How many ids the encoder run of ``stream_piece`` sees (the piece and its context)."""
@@ -156,6 +179,7 @@ class ChunkedDecoder:
         speaker_id: int | None,
         clock: PlaybackClock | None,
         gate: Gate,
+        cut: CutPause | None = None,
     ) -> Iterator[DecodedChunk]:
         started = self.clock()
         clock = clock or PlaybackClock(now=self.clock)
@@ -168,6 +192,8 @@ class ChunkedDecoder:
         keep = (0, latent.num_frames)
         if window is not None and window.has_context and latent.durations is not None:
             keep = window.frames(latent.durations)
+            if cut is not None:
+                latent, keep = _pause_as_predicted(latent, window, keep, cut)
         first_audio_ms = 0.0
         for chunk in self.decode_chunks(latent, clock, gate, keep):
             if not first_audio_ms:
@@ -302,6 +328,35 @@ class _FlowCursor:
             self.z[:, :, self.done : end] = flowed[:, :, self.done - first : end - first]
             self.done = end
         return Latent(self.z[:, :, start:stop], self.prior.y_mask[:, :, start:stop], self.prior.g)
+
+
+def _pause_as_predicted(
+    latent: Latent, window: PieceWindow, keep: tuple[int, int], cut: CutPause
+) -> tuple[Latent, tuple[int, int]]:
+    """The latent with the piece's leading silence moved by what this encoding
+    gives the break before it minus what the previous piece played of it.
+
+    Each id's frames are copies of one vector (noise off), so a frame more or
+    less of the break is a longer or shorter pause. Records this piece's own
+    break for the next one.
+    """
+    assert latent.durations is not None
+    durations = latent.durations
+    played, cut.played = cut.played, window.break_frames_after(durations)
+    if played is None or not window.break_before:
+        return latent, keep
+    start, stop = keep
+    change = window.break_frames_before(durations) - played
+    change = max(change, -window.joint_frames(durations))
+    if change > 0:  # more of the break's last frame, just before the piece
+        extra = np.repeat(latent.z[:, :, start - 1 : start], change, axis=2)
+        z = np.concatenate([latent.z[:, :, :start], extra, latent.z[:, :, start:]], axis=2)
+    elif change < 0:  # less of the joining space
+        z = np.concatenate([latent.z[:, :, :start], latent.z[:, :, start - change :]], axis=2)
+    else:
+        return latent, keep
+    y_mask = np.ones((1, 1, z.shape[2]), dtype=latent.y_mask.dtype)
+    return Latent(z, y_mask, latent.g), (start, stop + change)
 
 
 def _placed(local: ChunkSpan, offset: int, num_frames: int, padding: int) -> ChunkSpan:

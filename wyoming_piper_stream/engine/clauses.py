@@ -23,6 +23,8 @@ sentence around it (``SentencePiece.before``/``after``, up to
 yet), and only the frames the duration predictor gives the piece's own ids
 are decoded (``PieceWindow``): pause, loudness and prosody near the cut are
 the mid-sentence ones, exactly so when the context reaches the sentence's ends.
+The comma's pause at a cut is the one the piece after it predicts, which sees
+the comma with the real words after it (``chunked_decoder.CutPause``).
 
 Cuts come from the phonemes where the phonemizer keeps the punctuation (espeak-ng
 writes ``, ; :`` and a space; pinyin keeps ``，、；：``; Japanese writes ``,`` for
@@ -237,6 +239,12 @@ class PieceWindow:
     ids: list[int]
     first: int
     end: int
+    break_before: int = 0
+    """Ids of the clause break that ends the text before the piece (``ids[first - n:first]``)."""
+    break_after: int = 0
+    """Ids of the clause break that ends the piece, when text follows (``ids[end - n:end]``)."""
+    joint: int = 0
+    """Ids of the space that joins the piece to the text before it (``ids[first:first + n]``)."""
 
     @property
     def has_context(self) -> bool:
@@ -246,6 +254,20 @@ class PieceWindow:
         """Latent frames ``[start, stop)`` of the piece's own ids."""
         bounds = np.concatenate([[0], np.cumsum(durations)])
         return int(bounds[self.first]), int(bounds[self.end])
+
+    def break_frames_before(self, durations: np.ndarray) -> int:
+        """Frames this encoding gives the break before the piece (seen as context)."""
+        return int(durations[self.first - self.break_before : self.first].sum())
+
+    def break_frames_after(self, durations: np.ndarray) -> int | None:
+        """Frames this encoding gives the break that ends the piece (None: no break there)."""
+        if not self.break_after:
+            return None
+        return int(durations[self.end - self.break_after : self.end].sum())
+
+    def joint_frames(self, durations: np.ndarray) -> int:
+        """Frames of the joining space: pause the piece may give up at its start."""
+        return int(durations[self.first : self.first + self.joint].sum())
 
 
 def piece_window(
@@ -272,10 +294,19 @@ def piece_window(
     head = len(id_map[BOS]) + len(id_map[PAD])
     own_left = left[:-1] if left[-1:] == [" "] else left  # the joining space is the piece's
     first = head + _id_count(own_left, id_map) if left else 0
+    cut_before = _break_ids(own_left, id_map)
+    joint = _id_count(left[len(own_left) :], id_map)
     if not right:
-        return PieceWindow(ids, first, len(ids))
+        return PieceWindow(ids, first, len(ids), cut_before, 0, joint)
     end = head + _id_count([*left, *phonemes], id_map)
-    return PieceWindow(ids, first, end)
+    return PieceWindow(ids, first, end, cut_before, _break_ids(phonemes, id_map), joint)
+
+
+def _break_ids(phonemes: Sequence[str], id_map: Mapping[str, Sequence[int]]) -> int:
+    """Ids of the clause break that ends ``phonemes`` (0: they end otherwise)."""
+    if not phonemes or phonemes[-1] not in CLAUSE_BREAKS:
+        return 0
+    return _id_count(phonemes[-1:], id_map)
 
 
 def _id_count(phonemes: Sequence[str], id_map: Mapping[str, Sequence[int]]) -> int:
@@ -327,6 +358,34 @@ def sentence_pieces(
     return located
 
 
+LATER_PIECES = 4
+"""A sentence's pieces after its first are joined up to this many times the cut limit.
+
+Only the first piece's encoder run delays the first audio. One run over the
+rest is less work than a context window around each clause (the tests'
+80 words: windows of 587 + 817 ids instead of 587 + 817 + 497), and the rest is
+then spoken as in the whole sentence, with one cut. The limit bounds the
+encoder's memory on a run-on sentence."""
+
+
+def _later_joined(pieces: list[SentencePiece], limit: int) -> list[SentencePiece]:
+    """The first piece, then the later ones joined while within ``limit`` phonemes."""
+    joined = pieces[:2]
+    for piece in pieces[2:]:
+        group = _joined(joined[-1], piece)
+        if len(group.phonemes) <= limit:
+            joined[-1] = group
+        else:
+            joined.append(piece)
+    return joined
+
+
+def _joined(first: SentencePiece, last: SentencePiece) -> SentencePiece:
+    """One piece from the start of ``first`` to the end of ``last`` (same sentence)."""
+    upto = (*last.before, *last.phonemes)
+    return SentencePiece(upto[len(first.before) :], first.before, last.after)
+
+
 def utterance_pieces(
     phonemizer: Phonemizer,
     sentence: str,
@@ -348,7 +407,7 @@ def utterance_pieces(
     """
     found = list(_sentence_cuts(phonemizer, sentence, max_phonemes, continues))
     for index, (phonemes, cut) in enumerate(found):
-        pieces = sentence_pieces(phonemes, cut)
+        pieces = _later_joined(sentence_pieces(phonemes, cut), LATER_PIECES * max_phonemes)
         after = pieces[0].after if pieces else None
         whole = not before and not continues
         if whole and len(pieces) > 1 and after is not None and len(after) <= context:

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from wyoming_piper_stream.engine.chunked_decoder import CutPause
 from wyoming_piper_stream.engine.clauses import SentencePiece, utterance_pieces
 from wyoming_piper_stream.engine.gate import Gate, ungated
 from wyoming_piper_stream.engine.loudness import PcmStream
@@ -51,10 +52,11 @@ def pcm_for_job(
             ids = [piece_ids(piece) for piece in pieces]
             clock.phonemized(ids, [ready.streamer.encoder_ids(piece) for piece in pieces])
             costs.learn_text(len(job.sentences[index]), sum(ids))
+        cut = CutPause()
         for piece in pieces:
             clock.restart_if_dry()  # text kept the player waiting: end the silence soon
             clock.utterance_started()
-            for chunk in ready.streamer.stream_piece(piece, scales, speaker_id, clock, gate):
+            for chunk in ready.streamer.stream_piece(piece, scales, speaker_id, clock, gate, cut):
                 if stop.is_set():
                     return
                 held.append(pcm.feed(chunk.audio))
