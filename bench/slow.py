@@ -1,12 +1,16 @@
 """Slow-device benchmark: each server in turn pinned to one core shared with N busy loops.
 
-About a Raspberry Pi 4 at N = 5 (wyoming-piper runs near RTF 0.75 there). Each
-server gets the same treatment: started under ``taskset`` on the last core,
-busy loops pinned to that core (each ends by itself after ``LOOP_SECONDS``, and
-is ended when the server's turn is over), one warm-up request of each text
-under load, then ``rounds`` rounds of the texts. The client runs on the other
+About a Raspberry Pi 4 at N = 5 (wyoming-piper runs near RTF 0.75 there). Both
+servers are started under ``taskset`` on the last core, with N busy loops
+pinned to that core (each ends by itself after ``LOOP_SECONDS``, and is ended
+with the run); one warm-up request of each text per server under load, then
+``rounds`` rounds in which each text goes to one server and then the other
+(the order alternates by round), so both meet the same moment of a shared,
+noisy machine. An idle server takes no CPU. The client runs on the other
 cores. Reports first audio, the worst stall and the total stall after first
-audio, as a real-time player that starts at the first chunk would hear them.
+audio, as a real-time player that starts at the first chunk would hear them,
+and the CPU seconds each server spent on the request (work, against the wall
+time, which is the CPU share the core gave it).
 
 Usage: ``script/bench --slow N [--rounds R]``
 """
@@ -23,6 +27,8 @@ import time
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
+
+import psutil
 
 from bench.client import Trace, on_connection, one_shot
 from bench.procs import Server
@@ -54,11 +60,13 @@ class SlowSample:
     audio: float
     worst_stall: float
     stall: float
+    cpu: float = 0.0
+    """CPU seconds the server spent (all its threads) while serving the request."""
 
     @staticmethod
-    def of(trace: Trace) -> SlowSample:
+    def of(trace: Trace, cpu: float) -> SlowSample:
         worst, total = stalls(trace)
-        return SlowSample(trace.first, trace.end, trace.audio_seconds, worst, total)
+        return SlowSample(trace.first, trace.end, trace.audio_seconds, worst, total, cpu)
 
 
 def stalls(trace: Trace) -> tuple[float, float]:
@@ -103,24 +111,42 @@ class BusyLoops:
                 process.wait(5)
 
 
-async def run_server(
-    server: Server, busy: int, core: int, rounds: int, timeout: float
-) -> dict[str, list[SlowSample]]:
-    samples: dict[str, list[SlowSample]] = {name: [] for name in TEXTS}
-    server.wrapper = ("taskset", "-c", str(core))
-    server.start()
+def _cpu_seconds(server: Server) -> float:
+    assert server.process is not None
+    times = psutil.Process(server.process.pid).cpu_times()
+    return float(times.user + times.system)
+
+
+async def _sample(server: Server, text: str, timeout: float) -> SlowSample:
+    before = _cpu_seconds(server)
+    trace = await on_connection(server.port, partial(one_shot, text=text), timeout)
+    return SlowSample.of(trace, _cpu_seconds(server) - before)
+
+
+async def run_interleaved(
+    servers: list[Server], busy: int, core: int, rounds: int, timeout: float
+) -> dict[str, dict[str, list[SlowSample]]]:
+    """Both servers pinned to ``core``; each text to one then the other, in turn."""
+    samples = {s.name: {name: [] for name in TEXTS} for s in servers}
+    for server in servers:
+        server.wrapper = ("taskset", "-c", str(core))
+        server.start()
     try:
-        await server.wait_ready(timeout)
+        for server in servers:
+            await server.wait_ready(timeout)
         with BusyLoops(busy, core):
-            for text in TEXTS.values():  # warm-up under load (ours learns its costs here)
-                await on_connection(server.port, partial(one_shot, text=text), timeout)
+            for server in servers:  # warm-up under load (ours learns its costs here)
+                for text in TEXTS.values():
+                    await _sample(server, text, timeout)
             for index in range(rounds):
+                order = servers if index % 2 == 0 else servers[::-1]
                 for name, text in TEXTS.items():
-                    trace = await on_connection(server.port, partial(one_shot, text=text), timeout)
-                    samples[name].append(SlowSample.of(trace))
-                print(f"  {server.name}: round {index + 1}/{rounds} done", flush=True)
+                    for server in order:
+                        samples[server.name][name].append(await _sample(server, text, timeout))
+                print(f"  round {index + 1}/{rounds} done", flush=True)
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
     return samples
 
 
@@ -140,6 +166,8 @@ def report(
         "stall sum theirs",
         "total ours",
         "total theirs",
+        "CPU s ours",
+        "CPU s theirs",
     ]
     rows, found = [], []
     for name in TEXTS:
@@ -159,6 +187,8 @@ def report(
                 ms(sum(s.stall for s in b)),
                 ms(median([s.total for s in a])),
                 ms(median([s.total for s in b])),
+                f"{median([s.cpu for s in a]):.2f}",
+                f"{median([s.cpu for s in b]):.2f}",
             ]
         )
         found.append(Target(f"worst stall {name} (ours, s)", worst_a, STALL_LIMIT))
@@ -167,9 +197,10 @@ def report(
         elif busy >= 7:
             found.append(Target(f"first audio {name} ratio", first_a / first_b, 1.0))
     text = (
-        f"Slow device: each server pinned to core {core} with {busy} busy loops, "
-        f"{rounds} rounds after one warm-up of each text; times in ms, first audio as "
-        f"median, stalls as worst / sum over rounds\n" + table(header, rows)
+        f"Slow device: both servers pinned to core {core} with {busy} busy loops, "
+        f"{rounds} interleaved rounds after one warm-up of each text; times in ms, first "
+        f"audio, total and CPU as medians, stalls as worst / sum over rounds\n"
+        + table(header, rows)
     )
     return text, found
 
@@ -181,13 +212,13 @@ async def benchmark(busy: int, rounds: int, timeout: float, out_dir: Path) -> No
     others = set(os.sched_getaffinity(0)) - {core}
     if others:
         os.sched_setaffinity(0, others)  # the client must not take the servers' core
-    results: dict[str, dict[str, list[SlowSample]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-voices-") as folder:
         servers = make_servers(voice_dir(Path(folder)))
-        for name in (OURS, THEIRS):
-            started = time.perf_counter()
-            results[name] = await run_server(servers[name], busy, core, rounds, timeout)
-            print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
+        started = time.perf_counter()
+        results = await run_interleaved(
+            [servers[OURS], servers[THEIRS]], busy, core, rounds, timeout
+        )
+        print(f"both: {time.perf_counter() - started:.0f} s", flush=True)
     text, found = report(results, busy, rounds, core)
     print("\n" + text + "\n\nTargets:")
     for target in found:

@@ -19,6 +19,7 @@ import pytest
 from wyoming_piper_stream.engine.chunked_decoder import ChunkedDecoder
 from wyoming_piper_stream.engine.graphs import Latent, SynthesisScales
 from wyoming_piper_stream.engine.pacing import (
+    ENCODER_SQUARE_IDS,
     ChunkSchedule,
     CostModel,
     LinearFit,
@@ -68,8 +69,16 @@ class DeviceVoice:
 
     config = _Config()
 
-    def __init__(self, speed: float, separate_flow: bool = True, encoder_share: float = 0.2):
+    def __init__(
+        self,
+        speed: float,
+        separate_flow: bool = True,
+        encoder_share: float = 0.2,
+        encoder_square_ids: float | None = None,
+    ):
         self.clock = SimulatedClock()
+        # The real encoder's time grows with the square of its ids: ``n + n * n / this``.
+        self.encoder_square_ids = encoder_square_ids
         per_frame = speed * FRAME_SECONDS
         self.encoder_per_id = encoder_share * per_frame * FRAMES_PER_ID
         self.flow_per_frame = 0.2 * per_frame if separate_flow else 0.0
@@ -84,7 +93,10 @@ class DeviceVoice:
         self.clock.advance(seconds)
 
     def encode(self, ids, scales, speaker_id=None) -> Latent:
-        self._work(self.call + self.encoder_per_id * len(ids))
+        units = len(ids)
+        if self.encoder_square_ids:
+            units += len(ids) ** 2 / self.encoder_square_ids
+        self._work(self.call + self.encoder_per_id * units)
         frames = FRAMES_PER_ID * len(ids)
         return Latent(np.zeros((1, 4, frames), np.float32), np.ones((1, 1, frames), np.float32))
 
@@ -220,6 +232,18 @@ def test_later_clauses_encoder_is_in_the_plan() -> None:
     assert played.stall == 0.0
 
 
+def test_a_long_later_encoder_run_is_charged_its_square_cost() -> None:
+    """The encoder's time grows with the square of its ids: costs learned on short
+    utterances must not promise a long later one (a sentence's rest after its first
+    clause) too early."""
+    # With a fit linear in ids these stalled 1.7 s and 3.2 s.
+    for speed, utterances in ((0.3, [100, 900]), (0.8, [150, 700])):
+        decoder = _taught(speed, encoder_share=0.1, encoder_square_ids=ENCODER_SQUARE_IDS)
+        played = _speak(decoder, utterances)
+        assert played.stall == 0.0
+        assert played.first_audio < played.total - 5.0  # held back, not until the end
+
+
 def test_text_still_to_come_is_in_the_plan() -> None:
     """A one-shot job of two sentences: the second is not phonemized when the first starts."""
     decoder = _taught(1.2)
@@ -299,7 +323,9 @@ def test_costs_are_kept_per_voice_and_machine(tmp_path: Path) -> None:
 def test_unreadable_costs_are_ignored(tmp_path: Path) -> None:
     cache = VoiceCache(tmp_path)
     (tmp_path / "voice").mkdir()
-    (tmp_path / "voice" / "costs-m.json").write_text(json.dumps({"encoder": 3}))
+    cache.store_costs("voice", "m", CostModel())
+    (stored,) = (tmp_path / "voice").iterdir()
+    stored.write_text(json.dumps({"encoder": 3}))
     assert cache.costs("voice", "m").snapshot() is None
 
 

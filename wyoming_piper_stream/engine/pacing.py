@@ -51,6 +51,19 @@ each chunk already leaves 1 - ``MARGIN`` of the buffer unspent."""
 MARGIN = 0.6
 """Share of the buffered audio that the next chunk may take to decode."""
 
+ENCODER_SQUARE_IDS = 266.0
+"""The encoder's time grows with the square of its ids (self-attention, and the
+alignment of ids to frames): on 2 cores, joe, 101 ids took 28 ms, 301 77 ms,
+601 213 ms, 901 389 ms, 1301 757 ms, i.e. ``a + b*n + c*n*n`` with ``b / c``
+about 266 ids. A straight line through small utterances would promise a large
+context window too early; the encoder's fit is linear in ``encoder_units``."""
+
+
+def encoder_units(ids: int) -> float:
+    """The encoder's work for ``ids`` phoneme ids, in which its time is linear."""
+    return ids + ids * ids / ENCODER_SQUARE_IDS
+
+
 FLOW_CALLS = 2
 """Flow calls charged per utterance in the plan (the flow runs ahead in few calls)."""
 
@@ -126,7 +139,7 @@ class StepCosts:
     """Seconds each step is expected to take (a snapshot of ``CostModel``)."""
 
     encoder: tuple[float, float]
-    """Per call, per phoneme id."""
+    """Per call, per ``encoder_units`` of its ids."""
     flow: tuple[float, float]
     """Per call, per new frame (the context each call recomputes is in its per-call part)."""
     decoder: tuple[float, float]
@@ -137,7 +150,7 @@ class StepCosts:
     """Factor on the work in the plan (see ``SAFETY``)."""
 
     def encode(self, ids: int) -> float:
-        return self.encoder[0] + self.encoder[1] * ids
+        return self.encoder[0] + self.encoder[1] * encoder_units(ids)
 
     def chunk(self, frames: int) -> float:
         """A chunk of ``frames``: decoder, plus the flow's share per frame."""
@@ -185,7 +198,7 @@ class CostModel:
 
     def learn_encoder(self, seconds: float, ids: int, frames: int) -> None:
         with self._lock:
-            self.encoder.learn(ids, seconds)
+            self.encoder.learn(encoder_units(ids), seconds)
             if ids:
                 self.frames_per_id += 0.3 * (frames / ids - self.frames_per_id)
             self.updates += 1

@@ -38,7 +38,7 @@ _ENCODER = "encoder.onnx"
 _DECODER = "decoder.onnx"
 _FLOW = "flow.onnx"
 _FACTS = "facts.json"
-_COSTS = "costs-{machine}.json"
+_COSTS = "costs-2-{machine}.json"  # 2: the encoder fitted on encoder_units, not ids
 
 
 @dataclass(frozen=True)
