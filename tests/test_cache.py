@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +72,26 @@ def test_corrupt_cached_graph_is_rebuilt(tmp_path: Path) -> None:
     encoder.write_bytes(b"not an onnx graph")
     assert np.array_equal(_audio(_load(data, cache)), good)
     assert not list(cache.glob("**/.tmp-*"))
+
+
+def test_warm_load_does_not_import_onnx(tmp_path: Path) -> None:
+    """onnx is only needed to split: a server whose voice is cached keeps its 14 MB."""
+    data, cache = _voice_dir(tmp_path), tmp_path / "cache"
+    _load(data, cache)  # splits: fills the cache
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "import wyoming_piper_stream.__main__\n"
+        "from wyoming_piper_stream.engine.settings import StreamingSettings\n"
+        "from wyoming_piper_stream.voices.library import VoiceLibrary\n"
+        "from wyoming_piper_stream.voices.settings import VoiceLibrarySettings\n"
+        f"settings = VoiceLibrarySettings(default_voice='tiny', data_dirs=(Path({str(data)!r}),),"
+        f" cache_dir=Path({str(cache)!r}))\n"
+        "ready = asyncio.run(VoiceLibrary(settings, StreamingSettings()).get(None))\n"
+        "print(ready.voice.flow is not None, 'onnx' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False"]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import onnx
 
-from wyoming_piper_stream.engine.graph_split import SplitError, split_file
+from wyoming_piper_stream.engine.graph_names import SplitError
+from wyoming_piper_stream.engine.graph_split import split_file
 
 _LOGGER = logging.getLogger(__name__)
 

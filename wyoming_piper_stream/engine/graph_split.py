@@ -20,17 +20,16 @@ from google.protobuf.message import DecodeError
 from onnx import ModelProto, NodeProto
 from onnx.utils import Extractor
 
+from wyoming_piper_stream.engine.graph_names import (
+    DURATIONS_NAME,
+    LATENT_NAME,
+    MASK_NAME,
+    PRIOR_NAME,
+    SPEAKER_EMBEDDING_NAME,
+    SplitError,
+)
+
 _LOGGER = logging.getLogger(__name__)
-
-LATENT_NAME = "z"
-PRIOR_NAME = "z_p"
-MASK_NAME = "y_mask"
-SPEAKER_EMBEDDING_NAME = "g"
-DURATIONS_NAME = "durations"
-
-
-class SplitError(ValueError):
-    """The graph does not have the structure of a Piper VITS voice."""
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
-from wyoming_piper_stream.engine.graph_split import (
+from wyoming_piper_stream.engine.graph_names import (
     DURATIONS_NAME,
     LATENT_NAME,
     MASK_NAME,
     PRIOR_NAME,
     SPEAKER_EMBEDDING_NAME,
-    split_model,
 )
 from wyoming_piper_stream.engine.voice_config import VoiceConfig, VoiceError, VoiceFiles
 
@@ -236,6 +234,10 @@ def load_voice(
     flow = None
     try:
         if files.model is not None:
+            import onnx  # only to split: a split voice loads without it (14 MB)
+
+            from wyoming_piper_stream.engine.graph_split import split_model
+
             graphs = split_model(onnx.load(str(files.model)), separate_flow=separate_flow)
             encoder = _session(graphs.encoder.SerializeToString(), settings)
             decoder = _session(graphs.decoder.SerializeToString(), settings)

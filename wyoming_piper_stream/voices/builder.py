@@ -18,7 +18,7 @@ from wyoming_piper_stream.engine.denoise import (
     Denoiser,
     bias_spectrogram,
 )
-from wyoming_piper_stream.engine.graph_split import SplitError
+from wyoming_piper_stream.engine.graph_names import SplitError
 from wyoming_piper_stream.engine.graphs import SessionSettings, Voice, load_voice
 from wyoming_piper_stream.engine.loudness import calibrate_gain
 from wyoming_piper_stream.engine.pacing import CostModel

@@ -23,9 +23,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import onnx
-
-from wyoming_piper_stream.engine.graph_split import split_model
 from wyoming_piper_stream.engine.pacing import CostModel
 from wyoming_piper_stream.engine.voice_config import VoiceFiles
 
@@ -175,6 +172,10 @@ class VoiceCache:
 def _split_into(files: VoiceFiles, folder: Path, separate_flow: bool) -> None:
     if files.model is None:
         raise ValueError("only stock voices are split")
+    import onnx  # only to split: a cached voice loads without it (14 MB)
+
+    from wyoming_piper_stream.engine.graph_split import split_model
+
     graphs = split_model(onnx.load(str(files.model)), separate_flow=separate_flow)
     onnx.save(graphs.encoder, str(folder / _ENCODER))
     onnx.save(graphs.decoder, str(folder / _DECODER))

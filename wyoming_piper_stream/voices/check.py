@@ -21,7 +21,8 @@ def check_stock_voice(model: Path, config: Path) -> VoiceConfig:
     import onnx  # heavy: only when a voice is checked
     from google.protobuf.message import DecodeError
 
-    from wyoming_piper_stream.engine.graph_split import SplitError, split_model
+    from wyoming_piper_stream.engine.graph_names import SplitError
+    from wyoming_piper_stream.engine.graph_split import split_model
 
     try:
         graph = onnx.load(str(model))

@@ -1,0 +1,17 @@
+"""What the split graphs look like from outside: tensor names and the split's error.
+
+Kept apart from ``graph_split`` so that loading an already split voice does not
+import ``onnx`` (14 MB of the server's resident memory; only a split needs it).
+"""
+
+from __future__ import annotations
+
+LATENT_NAME = "z"
+PRIOR_NAME = "z_p"
+MASK_NAME = "y_mask"
+SPEAKER_EMBEDDING_NAME = "g"
+DURATIONS_NAME = "durations"
+
+
+class SplitError(ValueError):
+    """The graph does not have the structure of a Piper VITS voice."""
