@@ -94,13 +94,32 @@ def _session(model: bytes | str, settings: SessionSettings) -> ort.InferenceSess
     # the first run's tensors, and nearly every run here has a new shape (chunk
     # sizes, utterance lengths), so the arenas grew with each (joe, the bench's
     # texts twice in one process: peak 350 -> 278 MB; the server after the bench's
-    # requests 291 -> 281 MB). Per-tensor allocation from the arena is as fast
+    # requests, with lazy onnx: 300 -> 275 MB). Per-tensor allocation is as fast
     # (CPU time, interleaved: decoder 14.09 -> 13.98 s, encoder 5.21 -> 4.68 s) and
     # the output is the same to the bit.
     options.enable_mem_pattern = False
+    # The voice's one arena (``_new_shared_arena``), not one per session.
+    options.add_session_config_entry("session.use_env_allocators", "1")
     return ort.InferenceSession(
         model, sess_options=options, providers=_providers(settings.use_cuda)
     )
+
+
+def _new_shared_arena() -> None:
+    """The sessions created next share one new CPU arena (until the next call).
+
+    An arena keeps the most its sessions ever held at once. Per session, the
+    encoder's (80 MB on a long clause with its context), the decoder's and the
+    flow's add up, though they never run at the same time; shared, the decoder
+    and flow reuse the encoder's (joe, in one process: encoder on 817 ids, then
+    decoder and flow chunks: 250 -> 198 MB; the server after the bench's requests:
+    275 -> 220 MB), at the same CPU time per frame. Registering again replaces the
+    environment's allocator for later sessions only: each voice gets its own.
+    """
+    memory = ort.OrtMemoryInfo(
+        "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+    )
+    ort.create_and_register_allocator(memory, ort.OrtArenaCfg({}))
 
 
 class Voice:
@@ -240,6 +259,7 @@ def load_voice(
     settings = settings or SessionSettings()
     config = VoiceConfig.from_file(files.config)
     flow = None
+    _new_shared_arena()
     try:
         if files.model is not None:
             import onnx  # only to split: a split voice loads without it (14 MB)
