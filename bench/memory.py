@@ -1,9 +1,10 @@
 """What the server's peak RSS consists of: each step of a server's life, in one process.
 
-Imports (Python, numpy, onnxruntime, onnx, the server's modules), the voice's three
+Imports (Python, numpy, onnxruntime, the server's modules), the voice's three
 sessions, the phonemizer, the rest of the voice's preparation, then each benchmark
 text spoken as the server speaks it (``server.job_pcm.pcm_for_job``), and 4 jobs
-of 25 words at once (interleaved chunk by chunk, as the scheduler's turns do).
+of 25 words at once (interleaved chunk by chunk, as the scheduler's turns do), all
+texts again, and last what importing onnx would add.
 Prints VmRSS after each step and VmHWM (the kernel's peak) with its growth, so
 the peak can be charged to a step.
 
@@ -66,10 +67,6 @@ def in_process() -> None:
     import onnxruntime  # noqa: F401
 
     step("import onnxruntime")
-    if "onnx" not in sys.modules:
-        import onnx  # noqa: F401
-
-        step("import onnx")
     from wyoming_piper_stream import __main__  # noqa: F401
 
     step("import server modules")
@@ -130,6 +127,10 @@ def in_process() -> None:
         for _ in job(text):
             pass
     step("spoke all texts again")
+    if "onnx" not in sys.modules:
+        import onnx  # noqa: F401
+
+        step("import onnx (needed only to split a voice)")
 
 
 def server_status(pid: int) -> str:
