@@ -15,6 +15,10 @@ time (all threads: steadier than wall time on a shared machine) after each;
 the 25 words N more times (median CPU ms). ``PYTHONPATH=OTHER_CHECKOUT`` measures
 another version of our server.
 
+``--work 25w [--repeat N]``: the graph calls of one text spoken in this process
+(ids or frames each, padding and flow context included) and their CPU time, and
+the CPU time outside the graphs (limiter, PCM, per-chunk Python).
+
 Usage: ``.venv-bench/bin/python -m bench.memory [--server NAME [--repeat N]]``
 (the split cache of the default cache dir is used, as by ``script/bench``).
 """
@@ -133,6 +137,63 @@ def in_process() -> None:
         step("import onnx (needed only to split a voice)")
 
 
+def work(text_name: str, repeat: int) -> None:
+    """Graph calls, units (ids or frames, padding and context included) and CPU ms of
+    one text spoken as the server speaks it; beside it, what lies outside the graphs."""
+    import threading
+    import time
+
+    from bench.texts import TEXTS
+    from wyoming_piper_stream.engine.pacing import PlaybackClock
+    from wyoming_piper_stream.engine.settings import StreamingSettings
+    from wyoming_piper_stream.server.job_pcm import pcm_for_job
+    from wyoming_piper_stream.server.jobs import SpeechJob
+    from wyoming_piper_stream.server.sentences import split_sentences
+    from wyoming_piper_stream.server.settings import SynthesisSettings
+    from wyoming_piper_stream.voices.builder import VoiceBuilder
+    from wyoming_piper_stream.voices.files import embedded_voice_files
+    from wyoming_piper_stream.voices.settings import VoiceLibrarySettings
+
+    ready = VoiceBuilder(VoiceLibrarySettings(), StreamingSettings()).prepare(
+        embedded_voice_files()
+    )
+    voice = ready.voice
+    calls: list[tuple[str, int, float]] = []
+    for name in ("encode", "run_flow", "decode"):
+        run = getattr(voice, name)
+
+        def counted(x: Any, *args: Any, run: Any = run, name: str = name) -> Any:
+            started = time.process_time()
+            out = run(x, *args)
+            units = len(x) if name == "encode" else x.num_frames
+            calls.append((name, units, time.process_time() - started))
+            return out
+
+        setattr(voice, name, counted)
+    settings = SynthesisSettings()
+    sentences = tuple(split_sentences(TEXTS[text_name], settings.auto_punctuation))
+    for _ in range(repeat):
+        calls.clear()
+        clock = PlaybackClock()
+        clock.expect_text([len(s) for s in sentences])
+        started = time.process_time()
+        job = SpeechJob(sentences, None, None)
+        pcm = b"".join(pcm_for_job(ready, job, settings, None, threading.Event(), clock))
+        total = time.process_time() - started
+        in_graphs = sum(c[2] for c in calls)
+        frames = len(pcm) // 2 / voice.config.hop_length
+        print(
+            f"{text_name}: {frames:.0f} audio frames, CPU {total * 1000:.0f} ms, "
+            f"outside the graphs {(total - in_graphs) * 1000:.0f} ms"
+        )
+        for name in ("encode", "run_flow", "decode"):
+            mine = [c for c in calls if c[0] == name]
+            print(
+                f"  {name:8s} {len(mine):2d} calls, {sum(c[1] for c in mine):5d} units "
+                f"{[c[1] for c in mine]}, CPU {sum(c[2] for c in mine) * 1000:.0f} ms"
+            )
+
+
 def server_status(pid: int) -> str:
     found: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -202,8 +263,11 @@ def main() -> None:
     parser.add_argument("--server", choices=("ours", "wyoming-piper"), help="a real server")
     parser.add_argument("--rounds", type=int, default=1, help="the bench's requests N times")
     parser.add_argument("--repeat", type=int, default=0, help="25 words this many more times")
+    parser.add_argument("--work", metavar="TEXT", help="graph work of one text (e.g. 25w)")
     args = parser.parse_args()
-    if args.server:
+    if args.work:
+        work(args.work, max(1, args.repeat))
+    elif args.server:
         import asyncio
 
         asyncio.run(real_server(args.server, args.rounds, args.repeat))
