@@ -15,7 +15,7 @@ import pytest
 from conftest import FIXTURES, LONG_SENTENCE, NOISE_OFF
 
 from bench.audio import active_db, pause_ms
-from bench.texts import WORDS_80
+from bench.texts import WORDS_25, WORDS_80
 from wyoming_piper_stream.engine.chunked_decoder import (
     ChunkedDecoder,
     CutPause,
@@ -33,6 +33,7 @@ from wyoming_piper_stream.engine.clauses import (
 from wyoming_piper_stream.engine.graphs import Latent, Voice, load_voice
 from wyoming_piper_stream.engine.loudness import PcmStream
 from wyoming_piper_stream.engine.phonemize import EspeakPhonemizer, phonemes_to_ids
+from wyoming_piper_stream.engine.settings import CONTEXT_PHONEMES
 from wyoming_piper_stream.voices.files import voice_files_at
 
 MAX_PHONEMES = 200  # the server's default
@@ -111,10 +112,25 @@ def test_unknown_continuation_gets_a_placeholder(joe_voice: Voice) -> None:
 
 def test_a_sentence_is_cut_only_where_that_saves_encoder_work() -> None:
     phonemizer = EspeakPhonemizer("en-us")
-    # 233 phonemes: the first piece's window (128 phonemes after it) is the whole sentence.
-    (whole,) = utterance_pieces(phonemizer, LONG_SENTENCE, MAX_PHONEMES)
-    assert whole == SentencePiece(tuple(_phonemes(LONG_SENTENCE)))
-    assert len(list(utterance_pieces(phonemizer, LONG_SENTENCE, MAX_PHONEMES, 64))) == 2
+    # 25 words, 3 clauses: the first piece's window (128 phonemes after it) holds it all.
+    (whole,) = utterance_pieces(phonemizer, WORDS_25, MAX_PHONEMES)
+    assert whole == SentencePiece(tuple(_phonemes(WORDS_25)))
+    # 233 phonemes: the first piece and the rest.
+    first, rest = utterance_pieces(phonemizer, LONG_SENTENCE, MAX_PHONEMES)
+    assert (*rest.before, *rest.phonemes) == tuple(_phonemes(LONG_SENTENCE))
+    assert first.before == ()
+    assert first.after in (rest.phonemes, (" ", *rest.phonemes))
+
+
+def test_the_first_audio_waits_for_an_encoder_window_within_the_limit(joe_voice: Voice) -> None:
+    # The first piece and the context after it: at most --max-utterance-phonemes.
+    phonemizer = EspeakPhonemizer("en-us")
+    id_map = joe_voice.config.phoneme_id_map
+    for text in (LONG_SENTENCE, WORDS_80):
+        first = next(utterance_pieces(phonemizer, text, MAX_PHONEMES))
+        window = piece_window(first, id_map)
+        assert len(first.phonemes) <= MAX_PHONEMES - CONTEXT_PHONEMES
+        assert len(window.ids) <= 2 * MAX_PHONEMES + 3  # each phoneme and its PAD; BOS PAD EOS
 
 
 def test_after_the_first_piece_the_rest_is_one_piece_up_to_a_limit() -> None:
