@@ -47,6 +47,7 @@ from wyoming.event import Event, async_read_event
 from wyoming.info import Describe, Info
 from wyoming.tts import SynthesizeVoice
 
+from wyoming_piper_stream.engine.clauses import LATER_PIECES
 from wyoming_piper_stream.engine.pacing import PlaybackClock
 from wyoming_piper_stream.engine.settings import StreamingSettings
 from wyoming_piper_stream.server.job_pcm import pcm_for_job
@@ -208,9 +209,14 @@ async def test_long_sentence_goes_clause_by_clause_and_sounds_like_piper(
     _, pcm = await synthesize(voice_server.uri, LONG_TEXT)
     pieces = [int(m["ids"]) for m in _UTTERANCE_LINE.finditer(voice_server.log(log_offset))]
     assert len(pieces) >= 2, pieces
-    # Each piece is encoded with up to clause_context phonemes of the sentence each side.
-    window = SynthesisSettings().max_utterance_phonemes + 2 * StreamingSettings().clause_context
-    assert max(pieces) <= 2 * window + 3  # ids: BOS, PADs, EOS
+    # The window the first audio waits for is the first clause (95 phonemes here, longer
+    # than the limit leaves beside the context: it is the first piece alone) and the
+    # context after it; the rest of the sentence follows as one more piece, with up to
+    # clause_context phonemes before it.
+    limit = SynthesisSettings().max_utterance_phonemes
+    context = StreamingSettings().clause_context
+    assert pieces[0] <= 2 * (100 + context) + 3  # ids: BOS, PADs, EOS
+    assert max(pieces[1:]) <= 2 * (LATER_PIECES * limit + context) + 3
 
     theirs = piper_pcm(LONG_TEXT)
     assert abs(len(pcm) / len(theirs) - 1) < 0.08, (len(pcm), len(theirs))
