@@ -1,4 +1,4 @@
-"""Slow-device benchmark: each server in turn pinned to one core shared with N busy loops.
+"""Slow-device benchmark: both servers pinned to one core shared with N busy loops, interleaved.
 
 About a Raspberry Pi 4 at N = 5 (wyoming-piper runs near RTF 0.75 there). Both
 servers are started under ``taskset`` on the last core, with N busy loops
