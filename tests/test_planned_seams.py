@@ -69,3 +69,44 @@ def test_planned_chunks_and_one_call_flow_equal_whole_decoding(
     # buffered), then the whole rest in one call: three calls where quadrupling
     # the reach takes four, each recomputing the flow's context.
     assert len(flow_calls) == 3
+
+
+def test_the_flow_stops_where_the_kept_frames_padding_ends(
+    joe_flow_voice: Voice, ids_for, joe_gain: float
+) -> None:
+    """A clause piece keeps its first frames; the rest of its latent is context.
+
+    The flow runs no further than the decoder's padding after the kept frames
+    (plus its own context), and the kept audio is still exact.
+    """
+    voice = joe_flow_voice
+    prior = voice.encode(ids_for(LONG_SENTENCE), NOISE_OFF)
+    keep = (0, prior.num_frames // 3)
+    whole = voice.decode(voice.run_flow(prior))[: keep[1] * voice.config.hop_length]
+    flowed_to: list[int] = []
+    run_flow = voice.run_flow
+    padding, flow_padding = measure_padding(voice), measure_flow_padding(voice)
+
+    def counted(latent: Latent) -> Latent:
+        flowed_to.append(latent.num_frames)
+        return run_flow(latent)
+
+    frame = voice.config.hop_length / voice.config.sample_rate
+    streamer = ChunkedDecoder(
+        voice,
+        padding,
+        PlannedPacing(16, 128, frame),
+        flow_padding=flow_padding,
+        clock=lambda: 0.0,
+        costs=_taught_costs(),
+    )
+    voice.run_flow = counted  # type: ignore[method-assign]
+    try:
+        chunks = list(streamer.decode_chunks(prior, PlaybackClock(now=lambda: 0.0), keep=keep))
+    finally:
+        del voice.run_flow
+    audio = np.concatenate([c.audio for c in chunks])
+    assert len(audio) == len(whole)
+    assert np.max(np.abs(audio - whole)) * joe_gain * 32767 <= 1.0
+    # Each call covers its new frames plus the flow's context on both sides.
+    assert sum(flowed_to) <= keep[1] + padding + 2 * flow_padding * len(flowed_to)

@@ -233,9 +233,12 @@ class ChunkedDecoder:
             return
         clock = clock or PlaybackClock(now=self.clock)
         num_frames = latent.num_frames
+        # The last frame a decoder call asks for: the flow need not run over the
+        # rest of a piece's right context (on 80 words, ~600 frames of it).
+        reach = min(num_frames, stop + self.padding)
 
         def flow_end(done: int, needed: int) -> int:
-            return self.pacing.flow_end(done, needed, num_frames, clock, self.costs)
+            return self.pacing.flow_end(done, needed, reach, clock, self.costs)
 
         begin = max(0, first - self.padding)
         flow = _FlowCursor(
