@@ -151,6 +151,26 @@ def test_after_the_first_piece_the_rest_is_one_piece_up_to_a_limit() -> None:
     )
 
 
+def test_the_pacing_may_keep_the_first_cut_out() -> None:
+    # A device too slow for the short first window to gain anything: the first two
+    # pieces are one (for the 80 words, the whole sentence); later cuts stay.
+    phonemizer = EspeakPhonemizer("en-us")
+    asked: list[tuple[SentencePiece, SentencePiece, SentencePiece]] = []
+
+    def never(first: SentencePiece, second: SentencePiece, joined: SentencePiece) -> bool:
+        asked.append((first, second, joined))
+        return False
+
+    (whole,) = utterance_pieces(phonemizer, WORDS_80, MAX_PHONEMES, cut_pays=never)
+    assert whole == SentencePiece(tuple(_phonemes(WORDS_80)))
+    cut = list(utterance_pieces(phonemizer, WORDS_80, MAX_PHONEMES))
+    assert [p.phonemes for p in asked[0][:2]] == [p.phonemes for p in cut]
+    run_on = ", ".join([WORDS_80.rstrip(".")] * 4) + "."
+    pieces = list(utterance_pieces(phonemizer, run_on, MAX_PHONEMES, cut_pays=never))
+    assert len(pieces) == len(list(utterance_pieces(phonemizer, run_on, MAX_PHONEMES))) - 1
+    assert all(len(p.phonemes) <= 5 * MAX_PHONEMES for p in pieces)
+
+
 # --- the real voice ----------------------------------------------------------------------
 
 

@@ -416,3 +416,49 @@ def test_the_plan_charges_a_later_piece_for_the_context_its_encoder_sees() -> No
     with_context = opening(UtteranceWork(encoder_ids=400, ids=60))
     assert alone == (16, False)
     assert with_context[1] or with_context[0] > 16
+
+
+def test_the_plan_charges_each_decoder_call_its_padding() -> None:
+    """Costs learned on large chunks: a small chunk still decodes its padding, so it costs
+    far more per frame (16 frames decode as 36, 128 as 148)."""
+    decoder = _taught(1.0)
+    costs = decoder.costs.snapshot()
+    assert costs is not None
+    per_frame_run = costs.decoder[1]
+    small, large = costs.chunk(16) - 16 * costs.flow[1], costs.chunk(128) - 128 * costs.flow[1]
+    assert small == pytest.approx(costs.decoder[0] + per_frame_run * (16 + 2 * PADDING))
+    assert large / small < 128 / 16 / 2  # at least twice as dear per frame when small
+
+
+def _flow_reach(ahead: float) -> int:
+    """How far the flow runs for a chunk needing frames up to 138, of 2,000, with ``ahead``
+    seconds buffered, on a device near real time."""
+    decoder = _taught(1.0)
+    clock = PlaybackClock(now=lambda: 0.0, started=0.0, sent_seconds=ahead)
+    return decoder.pacing.flow_end(100, 138, 2000, clock, decoder.costs)
+
+
+def test_the_flow_runs_ahead_only_as_far_as_the_buffer_allows() -> None:
+    """A flow call that runs far ahead is a spike on top of its chunk: on a thin buffer it
+    runs only what the chunk needs; on a deep one, the whole rest in one call."""
+    assert _flow_reach(0.2) == 138
+    assert 138 < _flow_reach(3.0) < 2000
+    assert _flow_reach(60.0) == 2000
+
+
+def test_a_slow_device_speaks_a_long_sentence_whole() -> None:
+    """The 80 words: a first piece of 150 ids in a window of 287, then the rest in a
+    window of 905. Fast, the cut brings the first audio forward; on a device near real
+    time, the second window's encoder run outlasts the first piece's audio, the start
+    is held for it anyway, and one window over the sentence is heard sooner."""
+    first, second = UtteranceWork(287, 150), UtteranceWork(905, 760)
+    joined = UtteranceWork(905, 905)
+
+    def cut_pays(speed: float) -> bool:
+        decoder = _taught(speed, encoder_square_ids=ENCODER_SQUARE_IDS)
+        clock = PlaybackClock(now=decoder.clock)
+        return decoder.pacing.cut_pays(first, second, joined, clock, decoder.costs)
+
+    assert cut_pays(0.1)
+    assert not cut_pays(1.0)
+    assert ChunkSchedule().cut_pays(first, second, joined, PlaybackClock(), CostModel())

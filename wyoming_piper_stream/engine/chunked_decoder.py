@@ -19,6 +19,7 @@ import numpy as np
 from wyoming_piper_stream.engine.clauses import (
     PieceWindow,
     SentencePiece,
+    piece_ids,
     piece_window,
 )
 from wyoming_piper_stream.engine.gate import Gate, ungated
@@ -30,6 +31,7 @@ from wyoming_piper_stream.engine.pacing import (
     CostModel,
     Pacing,
     PlaybackClock,
+    UtteranceWork,
     plan_chunks,
 )
 from wyoming_piper_stream.engine.phonemize import phonemes_to_ids
@@ -115,6 +117,7 @@ class ChunkedDecoder:
         self.postprocess = postprocess
         self.costs = costs or CostModel()
         """What each step cost on this machine: measured here, planned with by the pacing."""
+        self.costs.use_padding(padding, flow_padding)
         self.clock = clock  # times steps; a job's PlaybackClock must use the same clock
         self.hop = voice.config.hop_length
 
@@ -163,6 +166,20 @@ class ChunkedDecoder:
         """How many ids the encoder run of ``stream_piece`` sees (the piece and its context)."""
         window = self._window(piece)
         return len(window) if isinstance(window, list) else len(window.ids)
+
+    def cut_pays(
+        self,
+        first: SentencePiece,
+        second: SentencePiece,
+        joined: SentencePiece,
+        clock: PlaybackClock,
+    ) -> bool:
+        """The pacing's choice between a cut after ``first`` and ``joined`` (``CutPays``)."""
+
+        def work(piece: SentencePiece) -> UtteranceWork:
+            return UtteranceWork(self.encoder_ids(piece), piece_ids(piece))
+
+        return self.pacing.cut_pays(work(first), work(second), work(joined), clock, self.costs)
 
     def _window(self, piece: SentencePiece) -> PieceWindow | list[int]:
         """The piece's window, or its ids alone where the encoder gives no durations."""
@@ -257,7 +274,7 @@ class ChunkedDecoder:
                 if self.postprocess is not None:
                     audio = self.postprocess(audio)
                 audio = _trim(audio, span, self.hop)
-                self.costs.learn_decoder(self.clock() - flowed, span.end - span.start)
+                self.costs.learn_decoder(self.clock() - flowed, span.decode_end - span.decode_start)
                 elapsed = self.clock() - started
             clock.worked(waited=started - requested, seconds=elapsed)
             _LOGGER.debug(
@@ -327,7 +344,7 @@ class _FlowCursor:
             last = min(self.prior.num_frames, end + self.padding)
             started = self.clock()
             flowed = self.voice.run_flow(self.prior.frames(first, last)).z
-            self.costs.learn_flow(self.clock() - started, end - self.done)
+            self.costs.learn_flow(self.clock() - started, last - first)
             self.z[:, :, self.done : end] = flowed[:, :, self.done - first : end - first]
             self.done = end
         return Latent(self.z[:, :, start:stop], self.prior.y_mask[:, :, start:stop], self.prior.g)

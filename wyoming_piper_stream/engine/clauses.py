@@ -36,7 +36,7 @@ the whole sentence exactly.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -387,6 +387,11 @@ def _joined(first: SentencePiece, last: SentencePiece) -> SentencePiece:
     return SentencePiece(upto[len(first.before) :], first.before, last.after)
 
 
+def piece_ids(piece: SentencePiece) -> int:
+    """About how many of Piper's ids a piece has: each phoneme and a PAD, BOS, PAD, EOS."""
+    return 2 * len(piece.phonemes) + 3
+
+
 def first_piece_limit(max_phonemes: int, context: int) -> int:
     """Longest first piece: with its context after it, the encoder run the first audio
     waits for sees at most ``max_phonemes`` (a first clause longer than that stays whole).
@@ -398,6 +403,11 @@ def first_piece_limit(max_phonemes: int, context: int) -> int:
     return max(1, max_phonemes - context)
 
 
+CutPays = Callable[[SentencePiece, SentencePiece, SentencePiece], bool]
+"""(first piece, second piece, the two joined): is the first audio sooner with the cut?
+The pacing's call (``ChunkedDecoder.cut_pays``): it knows this device's costs."""
+
+
 def utterance_pieces(
     phonemizer: Phonemizer,
     sentence: str,
@@ -406,6 +416,7 @@ def utterance_pieces(
     *,
     before: Sequence[str] = (),
     continues: bool = False,
+    cut_pays: CutPays | None = None,
 ) -> Iterator[SentencePiece]:
     """The pieces the encoder gets for one text sentence (espeak may split it further).
 
@@ -418,6 +429,9 @@ def utterance_pieces(
     Clause streaming speaks a sentence in parts as its text arrives: ``before`` is
     what was spoken of it already (phonemes, with the joining space), and
     ``continues`` says that more of it will follow, not known yet.
+
+    ``cut_pays`` may keep the first cut out (a device too slow for the short first
+    window to gain anything).
     """
     limit = first_piece_limit(max_phonemes, context)
     found = list(_sentence_cuts(phonemizer, sentence, limit, continues))
@@ -426,6 +440,10 @@ def utterance_pieces(
         after = pieces[0].after if pieces else None
         if len(pieces) > 1 and after is not None and len(after) <= context:
             pieces = [SentencePiece(tuple(phonemes))]
+        elif len(pieces) > 1 and cut_pays is not None:
+            joined = _joined(pieces[0], pieces[1])
+            if not cut_pays(pieces[0], pieces[1], joined):
+                pieces = [joined, *pieces[2:]]
         spoken = tuple(before) if index == 0 else ()
         goes_on = continues and index == len(found) - 1
         for piece in pieces:

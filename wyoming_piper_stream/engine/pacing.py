@@ -141,24 +141,43 @@ class StepCosts:
     encoder: tuple[float, float]
     """Per call, per ``encoder_units`` of its ids."""
     flow: tuple[float, float]
-    """Per call, per new frame (the context each call recomputes is in its per-call part)."""
+    """Per call, per frame it runs (its new frames and their context)."""
     decoder: tuple[float, float]
-    """Per call, per frame handed out (the padding is in its per-call part)."""
+    """Per call, per frame it decodes (the chunk and its padding)."""
     frames_per_id: float
     ids_per_char: float
     safety: float = SAFETY
     """Factor on the work in the plan (see ``SAFETY``)."""
+    padding: int = 0
+    """Frames of context each side of a decoder call."""
+    flow_padding: int = 0
+    """Frames of context each side of a flow call."""
 
     def encode(self, ids: int) -> float:
         return self.encoder[0] + self.encoder[1] * encoder_units(ids)
 
     def chunk(self, frames: int) -> float:
-        """A chunk of ``frames``: decoder, plus the flow's share per frame."""
-        return self.decoder[0] + (self.decoder[1] + self.flow[1]) * frames
+        """A chunk of ``frames``: decoder with its padding, plus the flow's share per frame.
+
+        The padding is what makes small chunks dear: on 2 cores, 16 frames decode
+        as 36 (0.6 ms each), 128 as 148."""
+        return self.call_overhead() + self.per_frame() * frames
+
+    def per_frame(self) -> float:
+        """A chunk's cost per frame it hands out."""
+        return self.decoder[1] + self.flow[1]
+
+    def call_overhead(self) -> float:
+        """A decoder call's cost beyond its frames: its padding, and the call itself."""
+        return self.decoder[0] + self.decoder[1] * 2 * self.padding
+
+    def flow_call(self) -> float:
+        """A flow call's cost beyond its new frames: its context, and the call itself."""
+        return self.flow[0] + self.flow[1] * 2 * self.flow_padding
 
     def utterance(self, ids: int) -> float:
         """Work before an utterance's first chunk: the encoder and the flow's calls."""
-        return self.encode(ids) + FLOW_CALLS * self.flow[0]
+        return self.encode(ids) + FLOW_CALLS * self.flow_call()
 
     def scaled(self, factor: float) -> StepCosts:
         """Costs when this job gets only ``1 / factor`` of the compute."""
@@ -195,6 +214,14 @@ class CostModel:
         """Steps learned so far (the cache rewrites the file when it changed)."""
         self.plan_errors: list[float] = []
         """Actual over planned work after the start, of recent jobs (newest last)."""
+        self.padding = 0
+        self.flow_padding = 0
+
+    def use_padding(self, padding: int, flow_padding: int) -> None:
+        """The voice's context frames per decoder and flow call (``ChunkedDecoder``): the
+        fits are per frame run, context included; the plan adds the context to each call."""
+        with self._lock:
+            self.padding, self.flow_padding = padding, flow_padding
 
     def learn_encoder(self, seconds: float, ids: int, frames: int) -> None:
         with self._lock:
@@ -204,11 +231,13 @@ class CostModel:
             self.updates += 1
 
     def learn_flow(self, seconds: float, frames: int) -> None:
+        """``frames``: all the call ran, its context included."""
         with self._lock:
             self.flow.learn(frames, seconds)
             self.updates += 1
 
     def learn_decoder(self, seconds: float, frames: int) -> None:
+        """``frames``: all the call decoded, its padding included."""
         with self._lock:
             self.decoder.learn(frames, seconds)
             self.updates += 1
@@ -244,6 +273,8 @@ class CostModel:
                 frames_per_id=self.frames_per_id,
                 ids_per_char=self.ids_per_char,
                 safety=min(MAX_SAFETY, sorted([SAFETY, SAFETY, *self.plan_errors])[-2]),
+                padding=self.padding,
+                flow_padding=self.flow_padding,
             )
 
     def as_dict(self) -> dict[str, Any]:
@@ -255,6 +286,7 @@ class CostModel:
                 "frames_per_id": self.frames_per_id,
                 "ids_per_char": self.ids_per_char,
                 "plan_errors": list(self.plan_errors),
+                "padding": [self.padding, self.flow_padding],
             }
 
     @classmethod
@@ -267,6 +299,7 @@ class CostModel:
         model.frames_per_id = float(data["frames_per_id"])
         model.ids_per_char = float(data["ids_per_char"])
         model.plan_errors = [float(x) for x in data.get("plan_errors", [])][-PLAN_ERRORS_KEPT:]
+        model.padding, model.flow_padding = (int(x) for x in data.get("padding", (0, 0)))
         return model
 
 
@@ -434,6 +467,18 @@ class Pacing(Protocol):
         """How far a separate flow runs when the decoder needs frames up to ``needed``."""
         ...
 
+    def cut_pays(
+        self,
+        first: UtteranceWork,
+        second: UtteranceWork,
+        joined: UtteranceWork,
+        clock: PlaybackClock,
+        costs: CostModel,
+    ) -> bool:
+        """Is a sentence cut after ``first`` (``second`` follows) heard sooner than
+        ``joined``, the two as one utterance?"""
+        ...
+
 
 @dataclass(frozen=True)
 class ChunkSchedule:
@@ -460,6 +505,16 @@ class ChunkSchedule:
     ) -> int:
         # At least quadruple: few flow calls, yet the first covers only the first chunk.
         return min(num_frames, max(needed, 4 * done))
+
+    def cut_pays(
+        self,
+        first: UtteranceWork,
+        second: UtteranceWork,
+        joined: UtteranceWork,
+        clock: PlaybackClock,
+        costs: CostModel,
+    ) -> bool:
+        return True  # no costs in the plan: always the short first window
 
 
 def plan_chunks(num_frames: int, schedule: ChunkSchedule, padding: int) -> list[ChunkSpan]:
@@ -512,8 +567,8 @@ class PlannedPacing:
 
     def largest_in_time(self, costs: StepCosts, ahead: float, left: int) -> int:
         """The largest chunk that is ready while ``MARGIN`` of the buffer still plays."""
-        per_frame = costs.decoder[1] + costs.flow[1]
-        fits = int((MARGIN * ahead - costs.decoder[0]) / per_frame) if per_frame > 0 else left
+        per_frame = costs.per_frame()
+        fits = int((MARGIN * ahead - costs.call_overhead()) / per_frame) if per_frame > 0 else left
         if left <= fits and left <= self.max_chunk + 2 * self.first_chunk:
             return left  # the rest in one call: less padding, one call fewer
         if fits < self.first_chunk:
@@ -542,7 +597,7 @@ class PlannedPacing:
         total = 0.0
         for before, frames in pieces:
             calls = math.ceil(frames / self.max_chunk)
-            total += before + calls * costs.decoder[0] + (costs.chunk(frames) - costs.decoder[0])
+            total += before + calls * costs.call_overhead() + costs.per_frame() * frames
         return total
 
     def candidates(self, left: int) -> Iterator[int]:
@@ -580,19 +635,48 @@ class PlannedPacing:
         self, done: int, needed: int, num_frames: int, clock: PlaybackClock, costs: CostModel
     ) -> int:
         """The whole rest in one call when the buffer allows (each call recomputes
-        the flow's context on both sides); else at least quadruple, as fixed pacing."""
+        the flow's context on both sides); else up to quadruple, as fixed pacing, as far
+        as the buffer allows beyond the frames this chunk needs."""
         quadruple = min(num_frames, max(needed, 4 * done))
         measured = costs.snapshot()
         ahead = clock.ahead()
-        if measured is None or (done == 0 and ahead is None and not clock.held_seconds):
-            return quadruple  # the first audio waits for this call: keep it short
+        if measured is None or ahead is None:
+            # The first audio waits for this call, also when the start is held back
+            # (at N = 5, a whole-rest call of 1,600 frames delayed it by 2.3 s).
+            return quadruple
         measured = measured.scaled(1.0 / clock.share)
-        rest = num_frames - done
-        flow_rest = measured.flow[0] + measured.flow[1] * rest
-        budget = MARGIN * ahead if ahead is not None else float("inf")
-        if flow_rest + measured.chunk(needed - done) <= budget:
+        # The chunk's own flow frames are in ``chunk``; what runs ahead of it must fit
+        # in the rest of its time budget, or the call is a spike the player hears
+        # (at N = 5, quadrupling calls of ~750 frames made 83-frame chunks take 1.35 s).
+        spare = MARGIN * ahead - measured.chunk(needed - done) - measured.flow_call()
+        ahead_frames = spare / measured.flow[1] if measured.flow[1] > 0 else float("inf")
+        if needed + ahead_frames >= num_frames:
             return num_frames
-        return quadruple
+        return max(needed, min(quadruple, needed + int(ahead_frames)))
+
+    def cut_pays(
+        self,
+        first: UtteranceWork,
+        second: UtteranceWork,
+        joined: UtteranceWork,
+        clock: PlaybackClock,
+        costs: CostModel,
+    ) -> bool:
+        """The cut's first audio waits for the first window's encoder run, or, where the
+        first piece's audio cannot cover the work up to the second piece's first chunk
+        (its encoder run above all), for a held start; the joined one waits for one
+        encoder run over both. On a fast machine the cut wins (80 words: 80 ms against
+        400); on a slow one the second window's run outlasts the first piece's audio,
+        and the cut would only add its first window's work before the first audio."""
+        measured = costs.snapshot()
+        if measured is None:
+            return True
+        c = measured.scaled(1.0 / clock.share)
+        first_frames = round(first.ids * c.frames_per_id)
+        opening = c.encode(first.encoder_ids) + c.chunk(self.first_chunk)
+        until_second = opening + c.chunk(first_frames) + c.utterance(second.encoder_ids)
+        held = c.safety * until_second - first_frames * self.frame_seconds
+        return max(opening, held) < c.encode(joined.encoder_ids) + c.chunk(self.first_chunk)
 
 
 def _utterance_steps(costs: StepCosts, later: Sequence[UtteranceWork]) -> list[tuple[float, int]]:

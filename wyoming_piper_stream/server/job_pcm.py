@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
+from functools import partial
 
 import numpy as np
 
 from wyoming_piper_stream.engine.chunked_decoder import CutPause
-from wyoming_piper_stream.engine.clauses import SentencePiece, utterance_pieces
+from wyoming_piper_stream.engine.clauses import SentencePiece, piece_ids, utterance_pieces
 from wyoming_piper_stream.engine.gate import Gate, ungated
 from wyoming_piper_stream.engine.loudness import PcmStream
 from wyoming_piper_stream.engine.pacing import PlaybackClock
@@ -46,7 +47,9 @@ def pcm_for_job(
     held: list[bytes] = []
     sentences = _sentence_parts(job, clauses, stop)
     for index, parts in enumerate(sentences):
-        pieces: Iterable[SentencePiece] = _pieces(ready, parts, settings.max_utterance_phonemes)
+        pieces: Iterable[SentencePiece] = _pieces(
+            ready, parts, settings.max_utterance_phonemes, clock
+        )
         if clauses is None:  # a whole sentence: its pieces are known now, for the plan
             pieces = list(pieces)
             ids = [piece_ids(piece) for piece in pieces]
@@ -79,11 +82,6 @@ def pcm_for_job(
     ready.store_costs()
 
 
-def piece_ids(piece: SentencePiece) -> int:
-    """About how many of Piper's ids a piece has: each phoneme and a PAD, BOS, PAD, EOS."""
-    return 2 * len(piece.phonemes) + 3
-
-
 def _sentence_parts(
     job: SpeechJob, clauses: ClauseFeed | None, stop: threading.Event
 ) -> list[Iterable[tuple[str, bool]]]:
@@ -94,18 +92,28 @@ def _sentence_parts(
 
 
 def _pieces(
-    ready: ReadyVoice, parts: Iterable[tuple[str, bool]], max_phonemes: int
+    ready: ReadyVoice,
+    parts: Iterable[tuple[str, bool]],
+    max_phonemes: int,
+    clock: PlaybackClock,
 ) -> Iterator[SentencePiece]:
     """The pieces of one sentence: a whole sentence is one part; clause streaming hands
     its parts over as they arrive, and each is spoken with the sentence so far before it
-    (the same path, and the same context, as the clause pieces of a long sentence)."""
+    (the same path, and the same context, as the clause pieces of a long sentence).
+    Whether a long sentence is cut at all is the pacing's choice (``cut_pays``)."""
     spoken: tuple[str, ...] = ()
     joint = (" ",) if ready.voice.config.phoneme_type == "espeak" else ()
     context = ready.streamer.context
     for text, continues in parts:
         last = None
         pieces = utterance_pieces(
-            ready.phonemizer, text, max_phonemes, context, before=spoken, continues=continues
+            ready.phonemizer,
+            text,
+            max_phonemes,
+            context,
+            before=spoken,
+            continues=continues,
+            cut_pays=partial(ready.streamer.cut_pays, clock=clock),
         )
         for last in pieces:
             yield last

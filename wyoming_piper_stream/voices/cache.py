@@ -35,7 +35,9 @@ _ENCODER = "encoder.onnx"
 _DECODER = "decoder.onnx"
 _FLOW = "flow.onnx"
 _FACTS = "facts.json"
-_COSTS = "costs-2-{machine}.json"  # 2: the encoder fitted on encoder_units, not ids
+# 2: the encoder fitted on encoder_units, not ids; 3: decoder and flow per frame run,
+# their context included
+_COSTS = "costs-3-{machine}.json"
 
 
 @dataclass(frozen=True)
