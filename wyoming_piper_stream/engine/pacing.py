@@ -14,7 +14,10 @@ implementations of ``Pacing``:
   can follow without the player running dry. On a device slower than real time
   for this reply that means holding back the first audio until about
   "work left - audio left + a margin" is buffered; once playing, each chunk is
-  the largest that still arrives in time (fewer decoder calls, less padding).
+  the largest that still arrives in time (fewer decoder calls, less padding),
+  and the flow runs ahead only as far as that chunk's time allows. It also says
+  whether a long sentence is cut after a short first piece at all
+  (``cut_pays``): only where that brings the first audio forward.
 """
 
 from __future__ import annotations
@@ -49,7 +52,11 @@ RESERVE_SECONDS = 0.03
 each chunk already leaves 1 - ``MARGIN`` of the buffer unspent."""
 
 MARGIN = 0.6
-"""Share of the buffered audio that the next chunk may take to decode."""
+"""Share of the buffered audio that the next chunk may take to decode, on a steady
+device; divided by ``StepCosts.spread`` where steps scatter more."""
+
+SPREAD_STEPS = 32
+"""Recent decoder steps whose time over the fit's prediction gives ``StepCosts.spread``."""
 
 ENCODER_SQUARE_IDS = 266.0
 """The encoder's time grows with the square of its ids (self-attention, and the
@@ -152,6 +159,14 @@ class StepCosts:
     """Frames of context each side of a decoder call."""
     flow_padding: int = 0
     """Frames of context each side of a flow call."""
+    spread: float = 1.0
+    """How much slower than predicted a decoder step may come (the 90th percentile of
+    recent steps, at least 1): on a core shared with busy loops steps take up to 2-3x
+    their fit, and a chunk planned to use ``MARGIN`` of the buffer must still arrive."""
+
+    def margin(self) -> float:
+        """Share of the buffered audio the next chunk may take (see ``MARGIN``)."""
+        return MARGIN / self.spread
 
     def encode(self, ids: int) -> float:
         return self.encoder[0] + self.encoder[1] * encoder_units(ids)
@@ -216,6 +231,8 @@ class CostModel:
         """Actual over planned work after the start, of recent jobs (newest last)."""
         self.padding = 0
         self.flow_padding = 0
+        self.step_ratios: list[float] = []
+        """Recent decoder steps: seconds over what the fit predicted before them."""
 
     def use_padding(self, padding: int, flow_padding: int) -> None:
         """The voice's context frames per decoder and flow call (``ChunkedDecoder``): the
@@ -239,6 +256,10 @@ class CostModel:
     def learn_decoder(self, seconds: float, frames: int) -> None:
         """``frames``: all the call decoded, its padding included."""
         with self._lock:
+            predicted = self.decoder.coefficients()
+            if predicted is not None and frames:
+                expected = predicted[0] + predicted[1] * frames
+                self.step_ratios = [*self.step_ratios, seconds / expected][-SPREAD_STEPS:]
             self.decoder.learn(frames, seconds)
             self.updates += 1
 
@@ -275,6 +296,7 @@ class CostModel:
                 safety=min(MAX_SAFETY, sorted([SAFETY, SAFETY, *self.plan_errors])[-2]),
                 padding=self.padding,
                 flow_padding=self.flow_padding,
+                spread=_spread(self.step_ratios),
             )
 
     def as_dict(self) -> dict[str, Any]:
@@ -287,6 +309,7 @@ class CostModel:
                 "ids_per_char": self.ids_per_char,
                 "plan_errors": list(self.plan_errors),
                 "padding": [self.padding, self.flow_padding],
+                "step_ratios": list(self.step_ratios),
             }
 
     @classmethod
@@ -300,7 +323,16 @@ class CostModel:
         model.ids_per_char = float(data["ids_per_char"])
         model.plan_errors = [float(x) for x in data.get("plan_errors", [])][-PLAN_ERRORS_KEPT:]
         model.padding, model.flow_padding = (int(x) for x in data.get("padding", (0, 0)))
+        model.step_ratios = [float(x) for x in data.get("step_ratios", [])][-SPREAD_STEPS:]
         return model
+
+
+def _spread(ratios: Sequence[float]) -> float:
+    """The 90th percentile of ``ratios``, at least 1 (1 while fewer than 8 are known)."""
+    if len(ratios) < 8:
+        return 1.0
+    ranked = sorted(ratios)
+    return max(1.0, ranked[int(0.9 * (len(ranked) - 1))])
 
 
 # --- one job's playback ----------------------------------------------------------------------
@@ -566,9 +598,10 @@ class PlannedPacing:
         return self.opening(costs, clock, left)
 
     def largest_in_time(self, costs: StepCosts, ahead: float, left: int) -> int:
-        """The largest chunk that is ready while ``MARGIN`` of the buffer still plays."""
+        """The largest chunk that is ready while ``margin()`` of the buffer still plays."""
         per_frame = costs.per_frame()
-        fits = int((MARGIN * ahead - costs.call_overhead()) / per_frame) if per_frame > 0 else left
+        budget = costs.margin() * ahead - costs.call_overhead()
+        fits = int(budget / per_frame) if per_frame > 0 else left
         if left <= fits and left <= self.max_chunk + 2 * self.first_chunk:
             return left  # the rest in one call: less padding, one call fewer
         if fits < self.first_chunk:
@@ -648,7 +681,7 @@ class PlannedPacing:
         # The chunk's own flow frames are in ``chunk``; what runs ahead of it must fit
         # in the rest of its time budget, or the call is a spike the player hears
         # (at N = 5, quadrupling calls of ~750 frames made 83-frame chunks take 1.35 s).
-        spare = MARGIN * ahead - measured.chunk(needed - done) - measured.flow_call()
+        spare = measured.margin() * ahead - measured.chunk(needed - done) - measured.flow_call()
         ahead_frames = spare / measured.flow[1] if measured.flow[1] > 0 else float("inf")
         if needed + ahead_frames >= num_frames:
             return num_frames
