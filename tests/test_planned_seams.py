@@ -9,6 +9,9 @@ plan takes its large-chunk, one-call paths on any machine.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
 from tests.conftest import LONG_SENTENCE, NOISE_OFF
@@ -32,22 +35,27 @@ def _taught_costs() -> CostModel:
     return costs
 
 
-def test_planned_chunks_and_one_call_flow_equal_whole_decoding(
-    joe_flow_voice: Voice, ids_for, joe_gain: float
-) -> None:
-    voice = joe_flow_voice
-    ids = ids_for(LONG_SENTENCE)
-    prior = voice.encode(ids, NOISE_OFF)
-    whole = voice.decode(voice.run_flow(prior))
-    flow_calls: list[int] = []
+@contextmanager
+def _flow_calls(voice: Voice) -> Iterator[list[int]]:
+    """The frames of each flow call made inside the block."""
+    calls: list[int] = []
     run_flow = voice.run_flow
 
     def counted(latent: Latent) -> Latent:
-        flow_calls.append(latent.num_frames)
+        calls.append(latent.num_frames)
         return run_flow(latent)
 
+    voice.run_flow = counted  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        del voice.run_flow
+
+
+def _planned(voice: Voice) -> ChunkedDecoder:
+    """The planned pacing on a machine 20x faster than real time, whose buffer never drains."""
     frame = voice.config.hop_length / voice.config.sample_rate
-    streamer = ChunkedDecoder(
+    return ChunkedDecoder(
         voice,
         measure_padding(voice),
         PlannedPacing(16, 128, frame),
@@ -55,11 +63,18 @@ def test_planned_chunks_and_one_call_flow_equal_whole_decoding(
         clock=lambda: 0.0,
         costs=_taught_costs(),
     )
-    voice.run_flow = counted  # type: ignore[method-assign]
-    try:
+
+
+def test_planned_chunks_and_one_call_flow_equal_whole_decoding(
+    joe_flow_voice: Voice, ids_for, joe_gain: float
+) -> None:
+    voice = joe_flow_voice
+    ids = ids_for(LONG_SENTENCE)
+    prior = voice.encode(ids, NOISE_OFF)
+    whole = voice.decode(voice.run_flow(prior))
+    streamer = _planned(voice)  # measures the padding with the flow: before counting
+    with _flow_calls(voice) as flow_calls:
         chunks = list(streamer.decode_chunks(prior, PlaybackClock(now=lambda: 0.0)))
-    finally:
-        del voice.run_flow
     audio = np.concatenate([c.audio for c in chunks])
     assert len(audio) == len(whole)
     assert np.max(np.abs(audio - whole)) * joe_gain * 32767 <= 1.0
@@ -83,28 +98,10 @@ def test_the_flow_stops_where_the_kept_frames_padding_ends(
     prior = voice.encode(ids_for(LONG_SENTENCE), NOISE_OFF)
     keep = (0, prior.num_frames // 3)
     whole = voice.decode(voice.run_flow(prior))[: keep[1] * voice.config.hop_length]
-    flowed_to: list[int] = []
-    run_flow = voice.run_flow
-    padding, flow_padding = measure_padding(voice), measure_flow_padding(voice)
-
-    def counted(latent: Latent) -> Latent:
-        flowed_to.append(latent.num_frames)
-        return run_flow(latent)
-
-    frame = voice.config.hop_length / voice.config.sample_rate
-    streamer = ChunkedDecoder(
-        voice,
-        padding,
-        PlannedPacing(16, 128, frame),
-        flow_padding=flow_padding,
-        clock=lambda: 0.0,
-        costs=_taught_costs(),
-    )
-    voice.run_flow = counted  # type: ignore[method-assign]
-    try:
+    streamer = _planned(voice)
+    padding, flow_padding = streamer.padding, streamer.flow_padding
+    with _flow_calls(voice) as flowed_to:
         chunks = list(streamer.decode_chunks(prior, PlaybackClock(now=lambda: 0.0), keep=keep))
-    finally:
-        del voice.run_flow
     audio = np.concatenate([c.audio for c in chunks])
     assert len(audio) == len(whole)
     assert np.max(np.abs(audio - whole)) * joe_gain * 32767 <= 1.0
