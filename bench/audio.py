@@ -24,6 +24,7 @@ import itertools
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ import onnxruntime as ort
 from bench.texts import WORDS_25, WORDS_80
 from wyoming_piper_stream.engine.chunked_decoder import CutPause
 from wyoming_piper_stream.engine.gate import ungated
+from wyoming_piper_stream.engine.pacing import PlaybackClock
 
 OUT_DIR = Path("bench-out")
 RATE = 22050
@@ -198,9 +200,14 @@ class Ours:
         phonemes = self.phonemes(text)
         if mode == "uncut":
             return [clauses.SentencePiece(tuple(phonemes))]
-        if mode == "cut":
-            context = self.ready.streamer.context
-            return list(clauses.utterance_pieces(self.phonemizer, text, 200, context))
+        if mode == "cut":  # with the server's choice of cutting, on this machine's costs
+            streamer = self.ready.streamer
+            cut_pays = partial(streamer.cut_pays, clock=PlaybackClock())
+            return list(
+                clauses.utterance_pieces(
+                    self.phonemizer, text, 200, streamer.context, cut_pays=cut_pays
+                )
+            )
         every = clauses.sentence_pieces(phonemes, clauses.clause_pieces(phonemes, 1))
         early = [clauses.SentencePiece(p.phonemes, p.before, None) for p in every[:-1]]
         return [*early, *every[-1:]]

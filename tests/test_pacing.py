@@ -483,3 +483,16 @@ def test_steps_that_scatter_make_the_next_chunk_smaller() -> None:
     assert scattered.spread > 1.5
     pacing = PlannedPacing(16, 128, FRAME_SECONDS)
     assert pacing.largest_in_time(scattered, 0.1, 1000) < pacing.largest_in_time(steady, 0.1, 1000)
+
+
+def test_a_cut_that_gains_little_first_audio_is_not_taken() -> None:
+    """The tests' 40-word sentence: a first window of 365 ids against 469 for the whole.
+    The cut would gain a quarter of the encoder run and change the sound a little."""
+    decoder = _taught(0.1, encoder_square_ids=ENCODER_SQUARE_IDS)
+    clock = PlaybackClock(now=decoder.clock)
+    pacing, costs = decoder.pacing, decoder.costs
+    first, second = UtteranceWork(365, 140), UtteranceWork(469, 330)
+    assert not pacing.cut_pays(first, second, UtteranceWork(469, 469), clock, costs)
+    # The 80 words: 287 ids against 905.
+    first, second = UtteranceWork(287, 150), UtteranceWork(905, 760)
+    assert pacing.cut_pays(first, second, UtteranceWork(905, 905), clock, costs)
