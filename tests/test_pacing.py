@@ -496,3 +496,12 @@ def test_a_cut_that_gains_little_first_audio_is_not_taken() -> None:
     # The 80 words: 287 ids against 905.
     first, second = UtteranceWork(287, 150), UtteranceWork(905, 760)
     assert pacing.cut_pays(first, second, UtteranceWork(905, 905), clock, costs)
+
+
+def test_steps_timed_on_a_clock_that_stands_still_teach_no_spread() -> None:
+    model = CostModel()
+    model.learn_encoder(0.0, 100, 230)
+    for _ in range(10):
+        model.learn_decoder(0.0, 148)
+    costs = model.snapshot()
+    assert costs is not None and costs.spread == 1.0

@@ -263,8 +263,8 @@ class CostModel:
         """``frames``: all the call decoded, its padding included."""
         with self._lock:
             predicted = self.decoder.coefficients()
-            if predicted is not None and frames:
-                expected = predicted[0] + predicted[1] * frames
+            expected = 0.0 if predicted is None else predicted[0] + predicted[1] * frames
+            if expected > 0:  # a clock that stands still (tests) predicts nothing
                 self.step_ratios = [*self.step_ratios, seconds / expected][-SPREAD_STEPS:]
             self.decoder.learn(frames, seconds)
             self.updates += 1
