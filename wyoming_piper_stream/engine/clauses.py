@@ -430,8 +430,8 @@ def utterance_pieces(
     what was spoken of it already (phonemes, with the joining space), and
     ``continues`` says that more of it will follow, not known yet.
 
-    ``cut_pays`` may keep the first cut out (a device too slow for the short first
-    window to gain anything).
+    ``cut_pays`` may keep the first cut out: where the short first window gains little
+    first audio, or nothing (a device too slow for the rest's encoder run).
     """
     limit = first_piece_limit(max_phonemes, context)
     found = list(_sentence_cuts(phonemizer, sentence, limit, continues))
