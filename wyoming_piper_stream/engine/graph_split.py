@@ -235,6 +235,15 @@ def split_model(model: ModelProto, separate_flow: bool = False) -> SplitGraphs:
     return SplitGraphs(*parts)
 
 
+def split_path(voice_path: Path, separate_flow: bool = False) -> SplitGraphs:
+    """``split_model`` of a stock voice file; a file that is not ONNX is a ``SplitError``."""
+    try:
+        model = onnx.load(str(voice_path))
+    except DecodeError as error:  # protobuf's error for a file that is not ONNX at all
+        raise SplitError(f"not an ONNX model ({error})") from error
+    return split_model(model, separate_flow=separate_flow)
+
+
 def split_file(
     voice_path: Path, out_dir: Path | None = None, separate_flow: bool = False
 ) -> list[Path]:
@@ -245,11 +254,7 @@ def split_file(
     """
     out_dir = out_dir or voice_path.parent
     stem = voice_path.name.removesuffix(".onnx")
-    try:
-        model = onnx.load(str(voice_path))
-    except DecodeError as error:  # protobuf's error for a file that is not ONNX at all
-        raise SplitError(f"not an ONNX model ({error})") from error
-    graphs = split_model(model, separate_flow=separate_flow)
+    graphs = split_path(voice_path, separate_flow)
     # Only now: a failed split leaves no empty output folder behind.
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = {"encoder": graphs.encoder, "decoder": graphs.decoder, "flow": graphs.flow}

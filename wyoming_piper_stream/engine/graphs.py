@@ -262,11 +262,10 @@ def load_voice(
     _new_shared_arena()
     try:
         if files.model is not None:
-            import onnx  # only to split: a split voice loads without it (14 MB)
+            # Only to split: a split voice loads without onnx (14 MB).
+            from wyoming_piper_stream.engine.graph_split import split_path
 
-            from wyoming_piper_stream.engine.graph_split import split_model
-
-            graphs = split_model(onnx.load(str(files.model)), separate_flow=separate_flow)
+            graphs = split_path(files.model, separate_flow)
             encoder = _session(graphs.encoder.SerializeToString(), settings)
             decoder = _session(graphs.decoder.SerializeToString(), settings)
             if graphs.flow is not None:

@@ -176,9 +176,9 @@ def _split_into(files: VoiceFiles, folder: Path, separate_flow: bool) -> None:
         raise ValueError("only stock voices are split")
     import onnx  # only to split: a cached voice loads without it (14 MB)
 
-    from wyoming_piper_stream.engine.graph_split import split_model
+    from wyoming_piper_stream.engine.graph_split import split_path
 
-    graphs = split_model(onnx.load(str(files.model)), separate_flow=separate_flow)
+    graphs = split_path(files.model, separate_flow)
     onnx.save(graphs.encoder, str(folder / _ENCODER))
     onnx.save(graphs.decoder, str(folder / _DECODER))
     if graphs.flow is not None:
