@@ -363,9 +363,9 @@ LATER_PIECES = 4
 
 Only the first piece's encoder run delays the first audio. One run over the
 rest is less work than a context window around each clause (the tests'
-80 words, with a first piece of 166 phonemes: windows of 587 + 817 ids instead
-of 587 + 817 + 497), and the rest is
-then spoken as in the whole sentence, with one cut. The limit bounds the
+80 words, measured when their first piece was 166 phonemes: windows of 587 + 817
+ids instead of 587 + 817 + 497; now 287 + 905), and the rest is then spoken as
+in the whole sentence, with one cut. The limit bounds the
 encoder's memory on a run-on sentence."""
 
 
