@@ -203,14 +203,6 @@ def server_status(pid: int) -> str:
     return f"RSS {found['VmRSS'] / _MB:6.1f} MB, peak {found['VmHWM'] / _MB:6.1f} MB"
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads."""
-    import psutil
-
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
-
-
 async def real_server(name: str, rounds: int, repeat: int) -> None:
     """The requests of ``script/bench``, ``rounds`` times (then the 25 words ``repeat``
     more times) to one real server: RSS, peak and the server's CPU ms for each."""
@@ -220,6 +212,7 @@ async def real_server(name: str, rounds: int, repeat: int) -> None:
     from functools import partial
 
     from bench.client import llm_stream, on_connection, one_shot, simultaneous
+    from bench.procs import cpu_seconds
     from bench.server import make_servers, voice_dir
     from bench.texts import STREAM_REPLY, TEXTS, WORDS_25, stream_pieces
 

@@ -56,6 +56,12 @@ class RssPoller(threading.Thread):
         return self.peak
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def _rss(process: psutil.Process) -> int:
     try:
         return process.memory_info().rss

@@ -28,10 +28,8 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
-import psutil
-
 from bench.client import Trace, on_connection, one_shot
-from bench.procs import Server
+from bench.procs import Server, cpu_seconds
 from bench.stats import Target, median, ms, table
 from bench.texts import TEXTS as ALL_TEXTS
 
@@ -113,8 +111,7 @@ class BusyLoops:
 
 def _cpu_seconds(server: Server) -> float:
     assert server.process is not None
-    times = psutil.Process(server.process.pid).cpu_times()
-    return float(times.user + times.system)
+    return cpu_seconds(server.process.pid)
 
 
 async def _sample(server: Server, text: str, timeout: float) -> SlowSample:
