@@ -25,6 +25,7 @@ from wyoming_piper_stream.engine.settings import StreamingSettings
 from wyoming_piper_stream.engine.settings_field import default_of, settings_field
 from wyoming_piper_stream.server.context import ConnectionSlots, ServerContext
 from wyoming_piper_stream.server.handler import SpeechEventHandler
+from wyoming_piper_stream.server.malloc_arenas import limit_malloc_arenas
 from wyoming_piper_stream.server.scheduler import StepScheduler
 from wyoming_piper_stream.server.settings import (
     ClauseMode,
@@ -372,6 +373,8 @@ def run(argv: list[str] | None = None) -> None:
     level = logging.DEBUG if settings.debug else logging.INFO
     logging.basicConfig(level=level, format=settings.log_format)
     _LOGGER.debug("Settings: %s", settings)
+    if limit_malloc_arenas():
+        _LOGGER.debug("One malloc arena for all threads")
     code = EXIT_OK
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the server took over SIGINT
         code = asyncio.run(serve(settings, web_settings(args, settings)))
