@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import http.client
 import json
 import logging
 import os
@@ -23,9 +22,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
-from urllib.error import HTTPError, URLError
 from urllib.parse import quote, unquote, urljoin, urlsplit
-from urllib.request import urlopen
 
 from wyoming_piper_stream.engine.errors import ErrorCode, SpeechError
 
@@ -283,6 +280,12 @@ def _fetch(url: str, dest: Path, timeout: float, size: int | None, hashers: Sequ
 
     With a known ``size``, stops reading past it so a lying server cannot fill the disk.
     """
+    # Imported here: urllib.request and http.client are 1.1 MB of a server's
+    # resident memory, and most servers never download.
+    import http.client
+    from urllib.error import HTTPError, URLError
+    from urllib.request import urlopen
+
     try:
         with urlopen(url, timeout=timeout) as response, dest.open("xb") as out:
             length = _content_length(response)
