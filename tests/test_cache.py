@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 from conftest import FIXTURES
 
-from wyoming_piper_stream.engine.graph_split import split_file
-from wyoming_piper_stream.engine.graphs import SynthesisScales, optimized_path
+from wyoming_piper_stream.engine.graphs import SynthesisScales
 from wyoming_piper_stream.engine.settings import StreamingSettings
 from wyoming_piper_stream.engine.voice_config import VoiceFiles
 from wyoming_piper_stream.voices.cache import VoiceCache, entry_key
@@ -45,8 +44,7 @@ def test_second_load_uses_cached_graphs_and_facts(tmp_path: Path) -> None:
     files = VoiceFiles("tiny", data / "tiny.onnx.json", model=data / "tiny.onnx")
     key = entry_key(files, separate_flow=True)
     names = sorted(p.name for p in (cache / key).iterdir())
-    optimized = optimized_path(Path("encoder.onnx")).name
-    assert names == sorted(["decoder.onnx", "encoder.onnx", "facts.json", "flow.onnx", optimized])
+    assert names == ["decoder.onnx", "encoder.onnx", "facts.json", "flow.onnx"]
     facts = VoiceCache(cache).facts(key)
     assert (facts.padding, facts.flow_padding) == (
         first.streamer.padding,
@@ -56,29 +54,6 @@ def test_second_load_uses_cached_graphs_and_facts(tmp_path: Path) -> None:
     second = _load(data, cache)
     assert second.gain == first.gain
     assert np.array_equal(_audio(first), _audio(second))
-
-
-def test_a_damaged_optimized_graph_is_optimized_again(tmp_path: Path) -> None:
-    data, cache = _voice_dir(tmp_path), tmp_path / "cache"
-    good = _audio(_load(data, cache))
-    (encoder,) = cache.glob("*/*/encoder.onnx")
-    optimized = optimized_path(encoder)
-    optimized.write_bytes(b"not an onnx graph")
-    assert np.array_equal(_audio(_load(data, cache)), good)
-    assert optimized.read_bytes().startswith(b"\x08")  # an ONNX ModelProto again
-    assert not list(cache.glob("**/.*.part"))
-
-
-def test_a_users_split_voice_folder_gets_no_optimized_graphs(tmp_path: Path) -> None:
-    """The folder scan would take a kept ``X.encoder.optimized-….onnx`` for a voice."""
-    source = _voice_dir(tmp_path)
-    data = tmp_path / "split"
-    split_file(source / "tiny.onnx", data, separate_flow=True)
-    written = sorted(p.name for p in data.iterdir())
-    ready = _load(data, tmp_path / "cache")
-    assert ready.voice.flow is not None
-    assert sorted(p.name for p in data.iterdir()) == written
-    assert not list((tmp_path / "cache").glob("**/*optimized*"))
 
 
 def test_changed_voice_gets_a_new_entry(tmp_path: Path) -> None:

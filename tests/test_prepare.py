@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES
 
-from wyoming_piper_stream.engine.graphs import optimized_path
 from wyoming_piper_stream.engine.settings import StreamingSettings
 from wyoming_piper_stream.prepare import main
 from wyoming_piper_stream.voices.cache import entry_key
@@ -55,46 +54,26 @@ def _read_only(folder: Path) -> dict[str, int]:
     return {str(path): path.stat().st_mtime_ns for path in folder.rglob("*")}
 
 
-def _prebuilt(tmp_path: Path) -> tuple[Path, Path, str]:
-    """(voice folder, prebuilt cache, entry key) of a voice prepared as the image does."""
+def test_a_prebuilt_cache_is_read_and_never_written(tmp_path: Path) -> None:
     voices = tmp_path / "voices"
     voices.mkdir()
     for suffix in (".onnx", ".onnx.json"):
         shutil.copy(FIXTURES / f"tiny-single{suffix}", voices / f"tiny{suffix}")
     prebuilt = tmp_path / "prebuilt"
     assert main(["--cache-dir", str(prebuilt), str(voices / "tiny.onnx")]) == 0
-    return voices, prebuilt, entry_key(voice_files_at(voices / "tiny.onnx"), separate_flow=True)
-
-
-def _load_with(voices: Path, prebuilt: Path, cache: Path):
-    settings = VoiceLibrarySettings(
-        default_voice="tiny", data_dirs=(voices,), cache_dir=cache, prebuilt_caches=(prebuilt,)
-    )
-    return asyncio.run(VoiceLibrary(settings, StreamingSettings()).get(None))
-
-
-def test_a_prebuilt_cache_is_read_and_never_written(tmp_path: Path) -> None:
-    voices, prebuilt, key = _prebuilt(tmp_path)
+    key = entry_key(voice_files_at(voices / "tiny.onnx"), separate_flow=True)
     assert sorted(p.name for p in (prebuilt / key).iterdir()) == [
         "decoder.onnx",
         "encoder.onnx",
-        optimized_path(Path("encoder.onnx")).name,  # the encoder's optimized graph
         "facts.json",
         "flow.onnx",
     ]
     before = _read_only(prebuilt)
     cache = tmp_path / "cache"
-    ready = _load_with(voices, prebuilt, cache)
+    settings = VoiceLibrarySettings(
+        default_voice="tiny", data_dirs=(voices,), cache_dir=cache, prebuilt_caches=(prebuilt,)
+    )
+    ready = asyncio.run(VoiceLibrary(settings, StreamingSettings()).get(None))
     assert ready.gain == pytest.approx(_facts(prebuilt / key)["gain"])
     assert not cache.exists()  # nothing split, measured or written again
-    assert {str(p): p.stat().st_mtime_ns for p in prebuilt.rglob("*")} == before
-
-
-def test_a_prebuilt_cache_without_an_optimized_encoder_gets_none(tmp_path: Path) -> None:
-    """As an image built by an older version: the encoder is optimized at each load."""
-    voices, prebuilt, key = _prebuilt(tmp_path)
-    optimized_path(prebuilt / key / "encoder.onnx").unlink()
-    before = _read_only(prebuilt)
-    ready = _load_with(voices, prebuilt, tmp_path / "cache")
-    assert ready.voice.flow is not None
     assert {str(p): p.stat().st_mtime_ns for p in prebuilt.rglob("*")} == before

@@ -10,11 +10,8 @@ A voice comes in one of three layouts, all with a Piper JSON config:
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -80,7 +77,7 @@ def _providers(use_cuda: bool) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def _options(settings: SessionSettings) -> ort.SessionOptions:
+def _session(model: bytes | str, settings: SessionSettings) -> ort.InferenceSession:
     options = ort.SessionOptions()
     # 0 = one intra-op thread per core. Measured on 2 cores (joe, 823 frames):
     # 2 threads beat 1 for every graph and size, small chunks included
@@ -103,93 +100,9 @@ def _options(settings: SessionSettings) -> ort.SessionOptions:
     options.enable_mem_pattern = False
     # The voice's one arena (``_new_shared_arena``), not one per session.
     options.add_session_config_entry("session.use_env_allocators", "1")
-    # Extended, not all: the layout level rewrites nothing in these graphs (same
-    # output to the bit, same time per run), and an extended graph saved to disk
-    # loads on any CPU of the same onnxruntime (``_file_session``).
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    return options
-
-
-def _session(
-    model: bytes | str, settings: SessionSettings, options: ort.SessionOptions | None = None
-) -> ort.InferenceSession:
     return ort.InferenceSession(
-        model,
-        sess_options=options or _options(settings),
-        providers=_providers(settings.use_cuda),
+        model, sess_options=options, providers=_providers(settings.use_cuda)
     )
-
-
-def _path_session(graph: Path, settings: SessionSettings) -> ort.InferenceSession:
-    return _session(str(graph), settings)
-
-
-def optimized_path(graph: Path) -> Path:
-    """Where ``_file_session`` keeps a graph file's optimized form (per onnxruntime)."""
-    return graph.with_name(f"{graph.stem}.optimized-ort{ort.__version__}.onnx")
-
-
-class KeptGraph(Enum):
-    """What a voice's loader may do with the encoder's optimized graph (``_file_session``)."""
-
-    NONE = "none"
-    """A user's voice folder: its scan would take a kept graph for a voice."""
-    READ = "read"
-    """A read-only cache: use one kept there at build time, write nothing."""
-    KEEP = "keep"
-    """Our cache: use the kept graph, or optimize and keep it."""
-
-
-def _file_session(graph: Path, settings: SessionSettings, kept: KeptGraph) -> ort.InferenceSession:
-    """A session of a graph file, from its optimized graph where one is kept.
-
-    Optimizing the encoder's 2,400 nodes is most of a voice's load, which a
-    restarted server's first audio waits for (joe, 2 cores: the encoder's session
-    in 300-320 ms; from the kept graph in 115-170 ms). CUDA sessions optimize for
-    the GPU and keep nothing.
-    """
-    if settings.use_cuda or kept is KeptGraph.NONE:
-        return _path_session(graph, settings)
-    optimized = optimized_path(graph)
-    session = _kept_session(optimized, settings, kept) if optimized.is_file() else None
-    if session is not None:
-        return session
-    if kept is KeptGraph.READ or not os.access(graph.parent, os.W_OK):
-        return _path_session(graph, settings)
-    return _keeping_session(graph, optimized, settings)
-
-
-def _kept_session(
-    optimized: Path, settings: SessionSettings, kept: KeptGraph
-) -> ort.InferenceSession | None:
-    """A session of a kept optimized graph; None if it is damaged (then dropped, if ours)."""
-    options = _options(settings)
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    try:
-        return _session(str(optimized), settings, options)
-    except Exception as error:  # onnxruntime raises many types for a bad file
-        _LOGGER.warning("Ignoring %s: %s", optimized, error)
-        if kept is KeptGraph.KEEP:
-            optimized.unlink(missing_ok=True)
-        return None
-
-
-def _keeping_session(
-    graph: Path, optimized: Path, settings: SessionSettings
-) -> ort.InferenceSession:
-    """A session of ``graph`` that writes its optimized graph to ``optimized`` (atomically)."""
-    part = optimized.with_name(f".{optimized.name}.{os.getpid()}.part")
-    options = _options(settings)
-    options.optimized_model_filepath = str(part)
-    try:
-        session = _session(str(graph), settings, options)
-        os.replace(part, optimized)
-    except Exception as error:  # e.g. a full disk; a bad graph fails again below
-        _LOGGER.warning("Cannot keep %s: %s", optimized, error)
-        return _path_session(graph, settings)
-    finally:
-        part.unlink(missing_ok=True)
-    return session
 
 
 def _new_shared_arena() -> None:
@@ -340,16 +253,9 @@ class Voice:
 
 
 def load_voice(
-    files: VoiceFiles,
-    settings: SessionSettings | None = None,
-    separate_flow: bool = False,
-    kept: KeptGraph = KeptGraph.NONE,
+    files: VoiceFiles, settings: SessionSettings | None = None, separate_flow: bool = False
 ) -> Voice:
-    """Load a voice from its files; stock graphs are split in memory.
-
-    ``kept``: whether the encoder's optimized graph is looked for beside it, and
-    made there (``_file_session``).
-    """
+    """Load a voice from its files; stock graphs are split in memory."""
     settings = settings or SessionSettings()
     config = VoiceConfig.from_file(files.config)
     flow = None
@@ -365,12 +271,10 @@ def load_voice(
             if graphs.flow is not None:
                 flow = _session(graphs.flow.SerializeToString(), settings)
         elif files.encoder is not None and files.decoder is not None:
-            # Only the encoder's optimization is worth keeping: decoder and flow
-            # optimize in 15 and 40 ms (a kept graph saves 2-8 ms of that).
-            encoder = _file_session(files.encoder, settings, kept)
-            decoder = _path_session(files.decoder, settings)
+            encoder = _session(str(files.encoder), settings)
+            decoder = _session(str(files.decoder), settings)
             if files.flow is not None:
-                flow = _path_session(files.flow, settings)
+                flow = _session(str(files.flow), settings)
         else:
             raise VoiceError(f"voice {files.name}: no model files")
     except VoiceError:

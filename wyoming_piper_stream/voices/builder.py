@@ -19,7 +19,7 @@ from wyoming_piper_stream.engine.denoise import (
     bias_spectrogram,
 )
 from wyoming_piper_stream.engine.graph_names import SplitError
-from wyoming_piper_stream.engine.graphs import KeptGraph, SessionSettings, Voice, load_voice
+from wyoming_piper_stream.engine.graphs import SessionSettings, Voice, load_voice
 from wyoming_piper_stream.engine.loudness import calibrate_gain
 from wyoming_piper_stream.engine.pacing import CostModel
 from wyoming_piper_stream.engine.phoneme_types import missing_phonemizer
@@ -157,8 +157,7 @@ class VoiceBuilder:
     def _load(self, files: VoiceFiles, key: str, separate_flow: bool) -> Voice:
         cached = self._cached_split(files, key, separate_flow)
         try:
-            kept = self._cache.kept_graph(cached) if self._cache else KeptGraph.NONE
-            return load_voice(cached, self._session_settings(), separate_flow, kept)
+            return load_voice(cached, self._session_settings(), separate_flow)
         except VoiceError:
             if cached is files or self._cache is None:
                 raise

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from wyoming_piper_stream.engine.graphs import KeptGraph
 from wyoming_piper_stream.engine.pacing import CostModel
 from wyoming_piper_stream.engine.voice_config import VoiceFiles
 
@@ -109,17 +108,6 @@ class VoiceCache:
             decoder=entry / _DECODER,
             flow=flow if flow.is_file() else None,
         )
-
-    def kept_graph(self, files: VoiceFiles) -> KeptGraph:
-        """May the encoder's optimized graph be kept beside ``files``' encoder?"""
-        encoder = files.encoder
-        if encoder is None:
-            return KeptGraph.NONE
-        if encoder.is_relative_to(self.root):
-            return KeptGraph.KEEP
-        if any(encoder.is_relative_to(folder) for folder in self.read_only):
-            return KeptGraph.READ
-        return KeptGraph.NONE
 
     def facts(self, key: str) -> VoiceFacts | None:
         for entry in self._entries(key):
