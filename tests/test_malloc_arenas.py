@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes.util
+import platform
 
 import pytest
 
@@ -14,9 +14,7 @@ def test_the_users_malloc_arena_max_is_left_alone(monkeypatch: pytest.MonkeyPatc
     assert limit_malloc_arenas() is False
 
 
-@pytest.mark.skipif(
-    "libc" not in (ctypes.util.find_library("c") or ""), reason="needs glibc's mallopt"
-)
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="needs glibc's mallopt")
 def test_glibc_is_told_to_use_one_arena(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     assert limit_malloc_arenas() is True

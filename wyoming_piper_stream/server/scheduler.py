@@ -31,9 +31,9 @@ FIRST_AUDIO_BUDGET = 1.5
 """Seconds a new request may wait for its first step while streams that would
 run dry sooner go first. Measured with 4 clients starting at once on 2 cores
 (25 words each): 1 s gave the last client its first audio at ~0.95 s but 4-6
-stalls of 10-80 ms per round; 2 s gave ~1.5 s and no stall. With today's
-pacing plan (``script/bench``, 2 runs each): 2 s gave 0.87-1.10 s (0.61-0.62x
-wyoming-piper's), 1.5 s 0.69-0.71 s (0.49-0.52x) and no stall in 10 rounds."""
+stalls of 10-80 ms per round; 2 s gave ~1.5 s and no stall. Measured again with
+the whole-job plan (2026-11-26, ``script/bench``, 2 runs each): 2 s gave 0.87-1.10 s
+(0.61-0.62x wyoming-piper's), 1.5 s 0.69-0.71 s (0.49-0.52x) and no stall in 10 rounds."""
 
 ACTIVE_SECONDS = 1.0
 """A job whose step ran this recently still counts as speaking (its worker steps back to back)."""
