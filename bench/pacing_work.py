@@ -6,7 +6,8 @@ playback clock per job), paced three ways in interleaved rounds:
 - ``planned, flow x4``: the whole-job plan, the flow still quadrupling;
 - ``planned``: the whole-job plan, the flow running the whole rest in one call
   once the buffer allows (the default).
-Frames count padding and flow context: work beyond the audio itself.
+Frames count padding and flow context: work beyond the audio itself (decoder frames:
+those its first stage runs).
 
 Usage: ``.venv-bench/bin/python -m bench.pacing_work [--rounds N]``
 """
@@ -43,6 +44,7 @@ def main() -> None:
         ChunkedDecoder,
         measure_flow_padding,
         measure_padding,
+        measure_stage_padding,
     )
     from wyoming_piper_stream.engine.clauses import utterance_ids
     from wyoming_piper_stream.engine.graphs import Latent, load_voice
@@ -59,6 +61,7 @@ def main() -> None:
 
     voice = load_voice(voice_files_at(model_path()), separate_flow=True)
     padding, flow_padding = measure_padding(voice), measure_flow_padding(voice)
+    stage_padding = measure_stage_padding(voice, padding)
     phonemizer = EspeakPhonemizer(voice.config.espeak_voice)
     scales = voice.scales(None, None, None)
     frame = voice.config.hop_length / voice.config.sample_rate
@@ -66,10 +69,10 @@ def main() -> None:
     current: list[Work] = [Work()]
     decode, run_flow = voice.decode, voice.run_flow
 
-    def counted_decode(latent: Latent):  # type: ignore[no-untyped-def]
+    def counted_decode(latent: Latent, span=None):  # type: ignore[no-untyped-def]
         current[0].decoder_frames += latent.num_frames
         current[0].decoder_calls += 1
-        return decode(latent)
+        return decode(latent, span)
 
     def counted_flow(prior: Latent):  # type: ignore[no-untyped-def]
         current[0].flow_frames += prior.num_frames
@@ -90,7 +93,14 @@ def main() -> None:
         "planned": PlannedPacing(16, 128, frame),
     }
     decoders = {
-        name: ChunkedDecoder(voice, padding, pacing, flow_padding=flow_padding, costs=costs)
+        name: ChunkedDecoder(
+            voice,
+            padding,
+            pacing,
+            flow_padding=flow_padding,
+            costs=costs,
+            stage_padding=stage_padding,
+        )
         for name, pacing in pacings.items()
     }
 

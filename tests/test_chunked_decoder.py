@@ -14,12 +14,16 @@ from wyoming_piper_stream.engine.chunked_decoder import (
     ChunkedDecoder,
     ChunkSchedule,
     DecodedChunk,
+    Postprocess,
     measure_padding,
+    measure_stage_padding,
     plan_chunks,
 )
+from wyoming_piper_stream.engine.denoise import seamless_frames
 from wyoming_piper_stream.engine.graphs import Latent, Voice, load_voice
 from wyoming_piper_stream.engine.loudness import to_pcm16
 from wyoming_piper_stream.engine.voice_config import DEFAULT_HOP_LENGTH as HOP_LENGTH
+from wyoming_piper_stream.voices.builder import make_denoiser
 from wyoming_piper_stream.voices.files import voice_files_at
 
 # (first chunk, largest chunk) in frames; 1 and 7 are degenerate on purpose.
@@ -163,5 +167,74 @@ def test_seamless_on_multi_speaker_and_presplit_voices(path: str) -> None:
     schedule = ChunkSchedule(8, 32)
     exact = np.concatenate(_chunks(voice, latent, padding, schedule))
     assert np.max(np.abs(exact - whole)) <= 1e-6
+    # The later stages' own context (all of ``padding`` where the decoder has no spans).
+    stage_padding = measure_stage_padding(voice, padding)
+    assert voice.decodes_spans == (stage_padding < padding)
+    streamer = ChunkedDecoder(voice, padding, schedule, stage_padding=stage_padding)
+    staged = np.concatenate([c.audio for c in streamer.decode_chunks(latent)])
+    assert np.max(np.abs(staged - whole)) <= 1e-6
     short = np.concatenate(_chunks(voice, latent, padding - 2, schedule))
     assert np.max(np.abs(short - whole)) > 0.01
+
+
+# --- the decoder's later stages: little context, the same seams -------------------------
+
+
+@pytest.fixture(scope="module")
+def joe_stage_padding(joe_voice: Voice, joe_padding: int) -> int:
+    return measure_stage_padding(joe_voice, joe_padding)
+
+
+def _staged_chunks(
+    voice: Voice, latent: Latent, stage_padding: int, postprocess: Postprocess | None = None
+) -> list[np.ndarray]:
+    padding = measure_padding(voice)
+    streamer = ChunkedDecoder(voice, padding, postprocess=postprocess, stage_padding=stage_padding)
+    return [c.audio for c in streamer.decode_chunks(latent)]
+
+
+def test_later_stages_need_a_fraction_of_the_padding(
+    joe_voice: Voice, joe_padding: int, joe_stage_padding: int
+) -> None:
+    assert joe_voice.decodes_spans  # our split gives the decoder its span input
+    assert 1 <= joe_stage_padding <= 3 < joe_padding
+
+
+def test_span_audio_equals_whole_decoding(
+    joe_voice: Voice, short_latent: Latent, joe_stage_padding: int
+) -> None:
+    whole = joe_voice.decode(short_latent)
+    start, end, margin = 20, 50, joe_stage_padding
+    audio = joe_voice.decode(short_latent, (start - margin, end + margin))
+    assert len(audio) == (end - start + 2 * margin) * HOP_LENGTH
+    kept = audio[margin * HOP_LENGTH :][: (end - start) * HOP_LENGTH]
+    assert np.max(np.abs(kept - whole[start * HOP_LENGTH : end * HOP_LENGTH])) <= 1e-6
+
+
+def test_stage_padding_gives_seamless_chunks(
+    joe_voice: Voice,
+    long_ids: list[int],
+    long_whole: np.ndarray,
+    joe_gain: float,
+    joe_stage_padding: int,
+) -> None:
+    latent = joe_voice.encode(long_ids, NOISE_OFF)
+    exact = _staged_chunks(joe_voice, latent, joe_stage_padding)
+    assert _seam_error_lsb(exact, long_whole, joe_gain) <= 1
+    # Without it, the later stages' zero padding is heard at each seam.
+    cut = _staged_chunks(joe_voice, latent, 0)
+    assert _seam_error_lsb(cut, long_whole, joe_gain) > 50
+
+
+def test_denoised_chunks_equal_the_whole_utterance_denoised(
+    joe_voice: Voice, long_ids: list[int], joe_gain: float
+) -> None:
+    # The server widens the later stages' context to the denoiser's window.
+    denoiser = make_denoiser(joe_voice, 1.0, seamless_frames(HOP_LENGTH))
+    assert denoiser is not None
+    latent = joe_voice.encode(long_ids, NOISE_OFF)
+    whole = denoiser(joe_voice.decode(latent))
+    exact = _staged_chunks(joe_voice, latent, seamless_frames(HOP_LENGTH), denoiser)
+    assert _seam_error_lsb(exact, whole, joe_gain) <= 1
+    short = _staged_chunks(joe_voice, latent, seamless_frames(HOP_LENGTH) - 2, denoiser)
+    assert _seam_error_lsb(short, whole, joe_gain) > 1

@@ -75,6 +75,7 @@ class DeviceVoice:
         separate_flow: bool = True,
         encoder_share: float = 0.2,
         encoder_square_ids: float | None = None,
+        first_stage_share: float | None = None,
     ):
         self.clock = SimulatedClock()
         # The real encoder's time grows with the square of its ids: ``n + n * n / this``.
@@ -86,6 +87,9 @@ class DeviceVoice:
         self.call = 0.004 * speed / 0.2  # ~4 ms per call on a device 5x faster than real time
         self.flow = object() if separate_flow else None
         self.load: tuple[float, float] | None = None  # (from when, steps take this much longer)
+        # A decoder that decodes spans: this share of its work runs over every frame
+        # given, the rest only over the span's (None: a decoder without spans).
+        self.first_stage_share = first_stage_share
 
     def _work(self, seconds: float) -> None:
         if self.load is not None and self.clock.now >= self.load[0]:
@@ -104,14 +108,28 @@ class DeviceVoice:
         self._work(self.call + self.flow_per_frame * prior.num_frames)
         return prior
 
-    def decode(self, latent: Latent) -> np.ndarray:
-        self._work(self.call + self.decoder_per_frame * latent.num_frames)
-        return np.zeros(latent.num_frames * HOP_LENGTH, np.float32)
+    def decode(self, latent: Latent, span: tuple[int, int] | None = None) -> np.ndarray:
+        start, end = span or (0, latent.num_frames)
+        frames: float = latent.num_frames
+        if self.first_stage_share is not None:
+            share = self.first_stage_share
+            frames = share * latent.num_frames + (1 - share) * (end - start)
+        self._work(self.call + self.decoder_per_frame * frames)
+        return np.zeros((end - start) * HOP_LENGTH, np.float32)
 
 
-def _decoder(device: DeviceVoice, pacing: Pacing | None = None) -> ChunkedDecoder:
+def _decoder(
+    device: DeviceVoice, pacing: Pacing | None = None, stage_padding: int | None = None
+) -> ChunkedDecoder:
     pacing = pacing or PlannedPacing(16, 128, FRAME_SECONDS)
-    return ChunkedDecoder(device, PADDING, pacing, clock=device.clock, flow_padding=4)  # type: ignore[arg-type]
+    return ChunkedDecoder(
+        device,  # type: ignore[arg-type]
+        PADDING,
+        pacing,
+        clock=device.clock,
+        flow_padding=4,
+        stage_padding=stage_padding,
+    )
 
 
 @dataclass(frozen=True)
@@ -166,9 +184,9 @@ def _speak(decoder: ChunkedDecoder, utterances: list[int], later: Sequence[int] 
     )
 
 
-def _taught(speed: float, **device: object) -> ChunkedDecoder:
+def _taught(speed: float, stage_padding: int | None = None, **device: object) -> ChunkedDecoder:
     """A decoder that has spoken once on this device (the costs are learned as it runs)."""
-    decoder = _decoder(DeviceVoice(speed, **device))  # type: ignore[arg-type]
+    decoder = _decoder(DeviceVoice(speed, **device), stage_padding=stage_padding)  # type: ignore[arg-type]
     _speak(decoder, [40, 120, 200])
     _speak(decoder, [150])
     return decoder
@@ -188,6 +206,22 @@ def test_no_stall_on_devices_near_real_time(speed: float) -> None:
     played = _speak(_taught(speed), [120, 140, 130])
     assert played.stall == 0.0
     assert played.audio == pytest.approx(390 * FRAMES_PER_ID * FRAME_SECONDS)
+
+
+@pytest.mark.parametrize("speed", [0.8, 1.0, 1.3])
+def test_later_decoder_stages_on_the_span_alone_start_sooner_without_stall(
+    speed: float,
+) -> None:
+    """A decoder whose first stage (a fifth of its work) alone runs over all the
+    padding: the costs learned per frame of the later stages still plan no stall,
+    and the cheaper padding buys an earlier start (smaller chunks now pay)."""
+    utterances = [120, 140, 130]
+    full = _speak(_taught(speed, first_stage_share=0.2), utterances)
+    staged = _speak(_taught(speed, stage_padding=1, first_stage_share=0.2), utterances)
+    assert full.stall == 0.0 and staged.stall == 0.0
+    assert staged.first_audio < full.first_audio
+    assert staged.total < 1.01 * full.total
+    assert staged.audio == full.audio
 
 
 def test_slow_device_holds_the_first_audio_just_as_long_as_needed() -> None:

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 from conftest import FIXTURES
 
-from wyoming_piper_stream.engine.denoise import Denoiser
+from wyoming_piper_stream.engine.denoise import Denoiser, seamless_frames
 from wyoming_piper_stream.engine.graphs import SynthesisScales
 from wyoming_piper_stream.engine.settings import StreamingSettings
 from wyoming_piper_stream.voices.builder import ReadyVoice
@@ -44,3 +44,14 @@ def test_scales_default_to_the_voice_config_one_by_one() -> None:
     assert voice.scales() == SynthesisScales(0.667, 1.0, 0.8)
     assert voice.scales(length_scale=1.5) == SynthesisScales(0.667, 1.5, 0.8)
     assert voice.scales(0.0, None, 0.0) == SynthesisScales(0.0, 1.0, 0.0)
+
+
+def test_the_denoisers_edges_fall_in_the_later_stages_context() -> None:
+    # The denoiser's window reaches 3 frames past a chunk's edges: the decoder's
+    # later stages get that much context even where they need less themselves
+    # (the seams this gives: ``test_chunked_decoder``).
+    plain, denoised = _ready(0.0), _ready(0.5)
+    assert denoised.voice.decodes_spans
+    hop = denoised.voice.config.hop_length
+    assert plain.streamer.stage_padding < seamless_frames(hop)
+    assert denoised.streamer.stage_padding == seamless_frames(hop)

@@ -4,7 +4,8 @@ Each chunk is decoded with ``padding`` latent frames of context on both sides
 (where the utterance has them) and the padding's audio is cut off again. With
 padding at least the decoder's receptive field, every chunk equals the same
 stretch of whole-utterance decoding, and the chunks add up to exactly
-``frames * hop`` samples.
+``frames * hop`` samples. Where the decoder ``decodes_spans``, its later stages
+run over only ``stage_padding`` of those frames each side.
 """
 
 from __future__ import annotations
@@ -106,10 +107,14 @@ class ChunkedDecoder:
         clock: Clock = time.perf_counter,
         context: int = CONTEXT_PHONEMES,
         costs: CostModel | None = None,
+        stage_padding: int | None = None,
     ) -> None:
         self.voice = voice
         self.context = context
         self.padding = padding
+        # The decoder's later stages need less context than its first
+        # (``measure_stage_padding``); None: all of ``padding``.
+        self.stage_padding = padding if stage_padding is None else min(stage_padding, padding)
         self.flow_padding = flow_padding
         self.pacing: Pacing = pacing or ChunkSchedule()
         # Applied to the padded chunk before trimming (e.g. the denoiser), so
@@ -117,7 +122,9 @@ class ChunkedDecoder:
         self.postprocess = postprocess
         self.costs = costs or CostModel()
         """What each step cost on this machine: measured here, planned with by the pacing."""
-        self.costs.use_padding(padding, flow_padding)
+        # A call's cost is linear in the frames its later stages run (the fit's units),
+        # plus a constant: the first stage's share of the padding beyond them.
+        self.costs.use_padding(self.stage_padding, flow_padding)
         self.clock = clock  # times steps; a job's PlaybackClock must use the same clock
         self.hop = voice.config.hop_length
 
@@ -270,11 +277,14 @@ class ChunkedDecoder:
                 started = self.clock()
                 frames = flow.frames(span.decode_start, span.decode_end)
                 flowed = self.clock()
-                audio = self.voice.decode(frames)
+                left = min(self.stage_padding, span.pad_left)
+                right = min(self.stage_padding, span.pad_right)
+                inner = (span.pad_left - left, span.pad_left + span.end - span.start + right)
+                audio = self.voice.decode(frames, inner)
                 if self.postprocess is not None:
                     audio = self.postprocess(audio)
-                audio = _trim(audio, span, self.hop)
-                self.costs.learn_decoder(self.clock() - flowed, span.decode_end - span.decode_start)
+                audio = _trim(audio, left, span.end - span.start, self.hop)
+                self.costs.learn_decoder(self.clock() - flowed, inner[1] - inner[0])
                 elapsed = self.clock() - started
             clock.worked(waited=started - requested, seconds=elapsed)
             _LOGGER.debug(
@@ -386,10 +396,11 @@ def _placed(local: ChunkSpan, offset: int, num_frames: int, padding: int) -> Chu
     return ChunkSpan(start, end, min(padding, start), min(padding, num_frames - end))
 
 
-def _trim(audio: np.ndarray, span: ChunkSpan, hop: int) -> np.ndarray:
-    """Cut the padding's audio; pad or cut the end so the length is exact."""
-    wanted = (span.end - span.start) * hop
-    chunk = audio[span.pad_left * hop :][:wanted]
+def _trim(audio: np.ndarray, left: int, frames: int, hop: int) -> np.ndarray:
+    """Cut ``left`` frames of padding's audio, keep ``frames``; pad or cut the end so
+    the length is exact."""
+    wanted = frames * hop
+    chunk = audio[left * hop :][:wanted]
     if len(chunk) < wanted:  # some exports drop trailing samples
         chunk = np.pad(chunk, (0, wanted - len(chunk)))
     return chunk
@@ -442,6 +453,25 @@ def measure_padding(voice: Voice, tolerance: float = 1e-6, probe_frames: int = 6
     """
     latent = voice.run_flow(_probe_latent(voice, probe_frames))
     return _reach(voice.decode, latent, voice.config.hop_length, tolerance)
+
+
+def measure_stage_padding(voice: Voice, padding: int, tolerance: float = 1e-6) -> int:
+    """Frames of context the decoder's stages after the first need (``Voice.decode``'s
+    span): the fewest frames each side of a span at which its audio equals whole
+    decoding. ``padding`` where the decoder does not decode spans.
+    """
+    if not voice.decodes_spans:
+        return padding
+    latent = voice.run_flow(_probe_latent(voice, 64))
+    hop = voice.config.hop_length
+    whole = voice.decode(latent)
+    start, end = latent.num_frames // 2 - 8, latent.num_frames // 2 + 8
+    for frames in range(padding):
+        audio = voice.decode(latent, (start - frames, end + frames))
+        kept = audio[frames * hop : (frames + end - start) * hop]
+        if np.max(np.abs(kept - whole[start * hop : end * hop])) <= tolerance:
+            return frames
+    return padding
 
 
 def measure_flow_padding(voice: Voice, tolerance: float = 1e-6, probe_frames: int = 96) -> int:

@@ -38,6 +38,11 @@ assert N_FFT % STFT_HOP == 0
 SEAMLESS_PADDING = N_FFT - STFT_HOP
 
 
+def seamless_frames(hop_length: int) -> int:
+    """``SEAMLESS_PADDING`` in latent frames (rounded up)."""
+    return -(-SEAMLESS_PADDING // hop_length)
+
+
 def _window() -> np.ndarray:
     """Periodic Hann window (float64).
 

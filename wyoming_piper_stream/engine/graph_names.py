@@ -11,6 +11,10 @@ PRIOR_NAME = "z_p"
 MASK_NAME = "y_mask"
 SPEAKER_EMBEDDING_NAME = "g"
 DURATIONS_NAME = "durations"
+SPAN_NAME = "span"
+"""The decoder's ``[start, end)`` latent frames whose audio it returns (int64 [2]): its
+first upsampling stage runs over every frame given, the stages after it only over
+these (see ``graph_split.add_span_input``)."""
 
 
 class SplitError(ValueError):

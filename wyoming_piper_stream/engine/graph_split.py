@@ -25,6 +25,7 @@ from wyoming_piper_stream.engine.graph_names import (
     LATENT_NAME,
     MASK_NAME,
     PRIOR_NAME,
+    SPAN_NAME,
     SPEAKER_EMBEDDING_NAME,
     SplitError,
 )
@@ -41,7 +42,7 @@ class SplitGraphs:
     ``durations`` [1, 1, ids]: the frames the duration predictor gives each id."""
 
     decoder: ModelProto
-    """``z`` (and ``g``) -> ``output`` audio."""
+    """``z`` (and ``g``), ``span`` -> ``output``: the audio of the span's frames."""
 
     flow: ModelProto | None = None
     """With ``separate_flow``: ``z_p``, ``y_mask`` (and ``g``) -> ``z``; the encoder
@@ -194,6 +195,49 @@ def _inferred_shapes(model: ModelProto) -> list[onnx.ValueInfoProto]:
     return list(onnx.shape_inference.infer_shapes(light).graph.value_info)
 
 
+def add_span_input(decoder: ModelProto) -> bool:
+    """Give the decoder a ``span`` input: its stages after the first run only over
+    those frames (``graph_names.SPAN_NAME``).
+
+    A chunk's context frames are there for the decoder's receptive field, and
+    nearly all of it is the first stage's (``conv_pre``, then the first upsampling
+    and its resblocks; joe: 10 frames). The later stages, which cost most per
+    frame, need about one frame of it. So the first stage's output is sliced
+    before the second upsampling. Returns False, and leaves the graph as it is,
+    when it has fewer than two upsamplings.
+    """
+    graph = decoder.graph
+    upsamples = [n for n in graph.node if n.op_type == "ConvTranspose"]
+    if len(upsamples) < 2:
+        return False
+    strides = next((a.ints for a in upsamples[0].attribute if a.name == "strides"), [1])
+    stage_output = upsamples[1].input[0]
+    sliced = f"{stage_output}/{SPAN_NAME}"
+
+    def own(name: str) -> str:
+        return f"{SPAN_NAME}/{name}"
+
+    helper = onnx.helper
+    graph.initializer.extend(
+        helper.make_tensor(own(name), onnx.TensorProto.INT64, [1], [value])
+        for name, value in (("stride", strides[0]), ("0", 0), ("1", 1), ("2", 2))
+    )
+    nodes = [
+        helper.make_node("Mul", [SPAN_NAME, own("stride")], [own("samples")]),
+        helper.make_node("Slice", [own("samples"), own("0"), own("1")], [own("start")]),
+        helper.make_node("Slice", [own("samples"), own("1"), own("2")], [own("end")]),
+        # along time (axis 2), in the first stage's samples
+        helper.make_node("Slice", [stage_output, own("start"), own("end"), own("2")], [sliced]),
+    ]
+    for node in graph.node:
+        node.input[:] = [sliced if name == stage_output else name for name in node.input]
+    at = list(graph.node).index(upsamples[1])
+    for offset, node in enumerate(nodes):
+        graph.node.insert(at + offset, node)
+    graph.input.append(helper.make_tensor_value_info(SPAN_NAME, onnx.TensorProto.INT64, [2]))
+    return True
+
+
 def split_model(model: ModelProto, separate_flow: bool = False) -> SplitGraphs:
     """Cut a stock single-graph voice into encoder and decoder (and flow) graphs."""
     graph = model.graph
@@ -232,6 +276,7 @@ def split_model(model: ModelProto, separate_flow: bool = False) -> SplitGraphs:
         _rename_tensors(part, renames)
         # Export metadata (opset imports, producer) must carry over for onnxruntime.
         part.ir_version = model.ir_version
+    add_span_input(parts[1])
     return SplitGraphs(*parts)
 
 

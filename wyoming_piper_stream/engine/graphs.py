@@ -21,6 +21,7 @@ from wyoming_piper_stream.engine.graph_names import (
     LATENT_NAME,
     MASK_NAME,
     PRIOR_NAME,
+    SPAN_NAME,
     SPEAKER_EMBEDDING_NAME,
 )
 from wyoming_piper_stream.engine.voice_config import VoiceConfig, VoiceError, VoiceFiles
@@ -228,9 +229,22 @@ class Voice:
         """Audio of one utterance in one piece (no chunks), through every graph."""
         return self.decode(self.run_flow(self.encode(phoneme_ids, scales, speaker_id)))
 
-    def decode(self, latent: Latent) -> np.ndarray:
-        """Audio (float, 1-D) for the latent's frames."""
+    @property
+    def decodes_spans(self) -> bool:
+        """Only the first decoder stage runs over a span's context (our split does)."""
+        return SPAN_NAME in self._decoder_inputs
+
+    def decode(self, latent: Latent, span: tuple[int, int] | None = None) -> np.ndarray:
+        """Audio (float, 1-D) of the latent's frames ``span`` (default: all of them).
+
+        The frames outside the span are context. Their audio is not computed where
+        the decoder ``decodes_spans``; that audio is then exact only at least
+        ``stage_padding`` frames inside the span (see ``measure_stage_padding``).
+        """
+        start, end = span or (0, latent.num_frames)
         feed: dict[str, np.ndarray] = {LATENT_NAME: latent.z}
+        if self.decodes_spans:
+            feed[SPAN_NAME] = np.array([start, end], dtype=np.int64)
         if "y_mask" in self._decoder_inputs:
             feed["y_mask"] = latent.y_mask
         if SPEAKER_EMBEDDING_NAME in self._decoder_inputs:
@@ -238,7 +252,10 @@ class Voice:
                 raise VoiceError(f"voice {self.name}: decoder needs a speaker embedding")
             feed[SPEAKER_EMBEDDING_NAME] = latent.g
         audio: np.ndarray = self.decoder.run(None, feed)[0].reshape(-1)
-        return audio
+        if self.decodes_spans:
+            return audio
+        hop = self.config.hop_length
+        return audio[start * hop : end * hop]
 
     def zero_latent(self, num_frames: int, speaker_id: int | None = None) -> Latent:
         """An all-zero latent (for the denoiser's bias), with the speaker's embedding."""

@@ -11,12 +11,14 @@ from wyoming_piper_stream.engine.chunked_decoder import (
     ChunkedDecoder,
     measure_flow_padding,
     measure_padding,
+    measure_stage_padding,
 )
 from wyoming_piper_stream.engine.denoise import (
     SEAMLESS_PADDING,
     STFT_HOP,
     Denoiser,
     bias_spectrogram,
+    seamless_frames,
 )
 from wyoming_piper_stream.engine.graph_names import SplitError
 from wyoming_piper_stream.engine.graphs import SessionSettings, Voice, load_voice
@@ -105,21 +107,25 @@ class VoiceBuilder:
         padding = self.streaming.chunk_padding
         if padding is None:
             padding = facts.padding
+        stage_padding = self._stage_padding(voice, facts, padding)
         costs = self._costs(key)
         streamer = ChunkedDecoder(
             voice,
             padding=padding,
             pacing=self.streaming.pacing(voice.config),
-            postprocess=make_denoiser(voice, self.streaming.denoiser_strength, padding),
+            postprocess=make_denoiser(voice, self.streaming.denoiser_strength, stage_padding),
             flow_padding=facts.flow_padding,
             context=self.streaming.clause_context,
             costs=costs,
+            stage_padding=stage_padding,
         )
         _LOGGER.info(
-            "Loaded voice %s in %.2f s (padding %d frames, flow padding %s, gain %.2f)",
+            "Loaded voice %s in %.2f s (padding %d frames, %d after the first stage, "
+            "flow padding %s, gain %.2f)",
             files.name,
             time.perf_counter() - started,
             padding,
+            stage_padding,
             facts.flow_padding if voice.flow is not None else "-",
             facts.gain,
         )
@@ -130,6 +136,13 @@ class VoiceBuilder:
             gain=facts.gain,
             store_costs=self._cost_keeper(key, costs),
         )
+
+    def _stage_padding(self, voice: Voice, facts: VoiceFacts, padding: int) -> int:
+        """Context of the decoder's later stages: the denoiser's edges must fall in it too."""
+        stage = padding if facts.stage_padding is None else min(facts.stage_padding, padding)
+        if self.streaming.denoiser_strength > 0:
+            stage = max(stage, min(padding, seamless_frames(voice.config.hop_length)))
+        return stage
 
     def _costs(self, key: str) -> CostModel:
         if self._cache is None or not key:
@@ -180,10 +193,12 @@ class VoiceBuilder:
     def _facts(self, voice: Voice, key: str) -> VoiceFacts:
         facts = self._cache.facts(key) if self._cache else None
         if facts is None:
+            padding = measure_padding(voice)
             facts = VoiceFacts(
-                padding=measure_padding(voice),
+                padding=padding,
                 gain=calibrate_gain(voice),
                 flow_padding=measure_flow_padding(voice),
+                stage_padding=measure_stage_padding(voice, padding),
             )
             if self._cache:
                 self._cache.store_facts(key, facts)

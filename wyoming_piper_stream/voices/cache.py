@@ -28,7 +28,7 @@ from wyoming_piper_stream.engine.voice_config import VoiceFiles
 
 _LOGGER = logging.getLogger(__name__)
 
-CACHE_VERSION = "5"
+CACHE_VERSION = "6"
 """Bump when the split or the measurements change, to leave old entries unused."""
 
 _ENCODER = "encoder.onnx"
@@ -36,8 +36,8 @@ _DECODER = "decoder.onnx"
 _FLOW = "flow.onnx"
 _FACTS = "facts.json"
 # 2: the encoder fitted on encoder_units, not ids; 3: decoder and flow per frame run,
-# their context included
-_COSTS = "costs-3-{machine}.json"
+# their context included; 4: the decoder per frame its later stages run
+_COSTS = "costs-4-{machine}.json"
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,12 @@ class VoiceFacts:
     padding: int
     gain: float
     flow_padding: int = 0
+    stage_padding: int | None = None
+    """Context frames of the decoder's stages after the first; None: ``padding``."""
+
+
+def _optional_int(value: object) -> int | None:
+    return None if value is None else int(value)  # type: ignore[call-overload]
 
 
 def entry_key(files: VoiceFiles, separate_flow: bool) -> str:
@@ -117,6 +123,7 @@ class VoiceCache:
                     padding=int(data["padding"]),
                     gain=float(data["gain"]),
                     flow_padding=int(data.get("flow_padding", 0)),
+                    stage_padding=_optional_int(data.get("stage_padding")),
                 )
             except (OSError, ValueError, KeyError, TypeError):
                 continue
