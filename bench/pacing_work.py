@@ -1,11 +1,13 @@
 """What the pacing costs in work: frames the decoder and flow compute, calls, and time.
 
 The real joe voice speaks each text as the server does (clause pieces, one
-playback clock per job), paced three ways in interleaved rounds:
+playback clock per job), paced four ways in interleaved rounds:
 - ``fixed``: chunk sizes doubling 16 -> 128, the flow quadrupling its reach;
 - ``planned, flow x4``: the whole-job plan, the flow still quadrupling;
 - ``planned``: the whole-job plan, the flow running the whole rest in one call
-  once the buffer allows (the default).
+  once the buffer allows (the default);
+- ``planned, no spans``: the same, but the decoder's later stages run over all of
+  a chunk's padding, as its first stage does (``Voice.decode``'s span unused).
 Frames count padding and flow context: work beyond the audio itself (decoder frames:
 those its first stage runs).
 
@@ -30,6 +32,8 @@ class Work:
     flow_frames: int = 0
     flow_calls: int = 0
     seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
+    """The process's CPU time: steadier than wall time on a shared machine."""
     audio_frames: int = 0
 
 
@@ -103,6 +107,10 @@ def main() -> None:
         )
         for name, pacing in pacings.items()
     }
+    # Costs of their own: a call's cost per frame differs without spans.
+    decoders["planned, no spans"] = ChunkedDecoder(
+        voice, padding, PlannedPacing(16, 128, frame), flow_padding=flow_padding
+    )
 
     def speak(decoder: ChunkedDecoder, text: str) -> Iterator[int]:
         clock = PlaybackClock()
@@ -117,17 +125,19 @@ def main() -> None:
                     yield chunk.end_frame - chunk.start_frame
 
     for text in TEXTS.values():  # warm-up: the costs are learned here
-        for _ in speak(decoders["planned"], text):
-            pass
+        for name in ("planned", "planned, no spans"):
+            for _ in speak(decoders[name], text):
+                pass
     for index in range(rounds):
         order = list(decoders) if index % 2 == 0 else list(decoders)[::-1]
         for text_name, text in TEXTS.items():
             for name in order:
                 entry = work.setdefault(f"{text_name}|{name}", Work())
                 current[:] = [Work()]
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 frames = sum(speak(decoders[name], text))
                 entry.seconds.append(time.perf_counter() - started)
+                entry.cpu_seconds.append(time.process_time() - cpu)
                 entry.audio_frames = frames
                 for attr in ("decoder_frames", "decoder_calls", "flow_frames", "flow_calls"):
                     setattr(entry, attr, getattr(current[0], attr))
@@ -139,6 +149,7 @@ def main() -> None:
         "decoder frames (calls)",
         "flow frames (calls)",
         "time ms (median)",
+        "CPU ms (median)",
     ]
     rows = []
     for key, entry in work.items():
@@ -151,6 +162,7 @@ def main() -> None:
                 f"{entry.decoder_frames} ({entry.decoder_calls})",
                 f"{entry.flow_frames} ({entry.flow_calls})",
                 f"{median(entry.seconds) * 1000:.0f}",
+                f"{median(entry.cpu_seconds) * 1000:.0f}",
             ]
         )
     print(table(header, rows))
