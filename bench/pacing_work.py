@@ -6,8 +6,9 @@ playback clock per job), paced four ways in interleaved rounds:
 - ``planned, flow x4``: the whole-job plan, the flow still quadrupling;
 - ``planned``: the whole-job plan, the flow running the whole rest in one call
   once the buffer allows (the default);
-- ``planned, no spans``: the same, but the decoder's later stages run over all of
-  a chunk's padding, as its first stage does (``Voice.decode``'s span unused).
+- ``planned, all context``: the same, but the decoder's later stages run over all
+  of a chunk's padding, as its first stage does (``Voice.decode``'s span unused),
+  and every flow layer over all of a call's context (no ``flow_trim``).
 Frames count padding and flow context: work beyond the audio itself (decoder frames:
 those its first stage runs).
 
@@ -47,6 +48,7 @@ def main() -> None:
     from wyoming_piper_stream.engine.chunked_decoder import (
         ChunkedDecoder,
         measure_flow_padding,
+        measure_flow_trim,
         measure_padding,
         measure_stage_padding,
     )
@@ -66,6 +68,7 @@ def main() -> None:
     voice = load_voice(voice_files_at(model_path()), separate_flow=True)
     padding, flow_padding = measure_padding(voice), measure_flow_padding(voice)
     stage_padding = measure_stage_padding(voice, padding)
+    flow_trim = measure_flow_trim(voice, flow_padding)
     phonemizer = EspeakPhonemizer(voice.config.espeak_voice)
     scales = voice.scales(None, None, None)
     frame = voice.config.hop_length / voice.config.sample_rate
@@ -78,10 +81,10 @@ def main() -> None:
         current[0].decoder_calls += 1
         return decode(latent, span)
 
-    def counted_flow(prior: Latent):  # type: ignore[no-untyped-def]
+    def counted_flow(prior: Latent, trim=(0, 0)):  # type: ignore[no-untyped-def]
         current[0].flow_frames += prior.num_frames
         current[0].flow_calls += 1
-        return run_flow(prior)
+        return run_flow(prior, trim)
 
     voice.decode = counted_decode  # type: ignore[method-assign]
     voice.run_flow = counted_flow  # type: ignore[method-assign]
@@ -104,11 +107,12 @@ def main() -> None:
             flow_padding=flow_padding,
             costs=costs,
             stage_padding=stage_padding,
+            flow_trim=flow_trim,
         )
         for name, pacing in pacings.items()
     }
-    # Costs of their own: a call's cost per frame differs without spans.
-    decoders["planned, no spans"] = ChunkedDecoder(
+    # Costs of their own: a call's cost per frame differs.
+    decoders["planned, all context"] = ChunkedDecoder(
         voice, padding, PlannedPacing(16, 128, frame), flow_padding=flow_padding
     )
 
@@ -125,7 +129,7 @@ def main() -> None:
                     yield chunk.end_frame - chunk.start_frame
 
     for text in TEXTS.values():  # warm-up: the costs are learned here
-        for name in ("planned", "planned, no spans"):
+        for name in ("planned", "planned, all context"):
             for _ in speak(decoders[name], text):
                 pass
     for index in range(rounds):

@@ -19,6 +19,7 @@ from wyoming_piper_stream.engine.chunked_decoder import (
     ChunkedDecoder,
     ChunkSchedule,
     measure_flow_padding,
+    measure_flow_trim,
     measure_padding,
 )
 from wyoming_piper_stream.engine.graphs import Voice, load_voice
@@ -63,6 +64,38 @@ def test_flow_padding_is_measured_and_chunks_stay_exact(
         audio = np.concatenate([c.audio for c in streamer.stream(ids, NOISE_OFF)])
         assert len(audio) == len(whole)
         assert np.max(np.abs(audio - whole)) * joe_gain * 32767 <= 1.0
+
+
+def _streamed(voice: Voice, ids: list[int], schedule: ChunkSchedule, flow_trim: int) -> np.ndarray:
+    streamer = ChunkedDecoder(
+        voice,
+        measure_padding(voice),
+        schedule,
+        flow_padding=measure_flow_padding(voice),
+        flow_trim=flow_trim,
+    )
+    return np.concatenate([c.audio for c in streamer.stream(ids, NOISE_OFF)])
+
+
+def test_flow_layers_drop_context_and_chunks_stay_exact(
+    joe_flow_voice: Voice, joe_gain: float, ids_for
+) -> None:
+    # Each of the first 3 of the 4 coupling layers drops what no later layer's kept
+    # frames reach.
+    voice = joe_flow_voice
+    flow_padding = measure_flow_padding(voice)
+    flow_trim = measure_flow_trim(voice, flow_padding)
+    assert voice.flow_trimmed_layers == 3
+    assert flow_trim >= 3 and voice.flow_trimmed_layers * flow_trim < flow_padding
+    ids = ids_for(LONG_SENTENCE)
+    whole = _whole(voice, ids)
+    for schedule in (ChunkSchedule(16, 128), ChunkSchedule(7, 7), ChunkSchedule(45, 45)):
+        audio = _streamed(voice, ids, schedule, flow_trim)
+        assert len(audio) == len(whole)
+        assert np.max(np.abs(audio - whole)) * joe_gain * 32767 <= 1.0
+    # Dropping more reaches the kept frames.
+    audio = _streamed(voice, ids, ChunkSchedule(16, 32), flow_trim + 3)
+    assert np.max(np.abs(audio - whole)) * joe_gain * 32767 > 50
 
 
 def test_gain_is_the_same_whichever_way_the_voice_is_split(

@@ -41,9 +41,9 @@ def _flow_calls(voice: Voice) -> Iterator[list[int]]:
     calls: list[int] = []
     run_flow = voice.run_flow
 
-    def counted(latent: Latent) -> Latent:
+    def counted(latent: Latent, trim: tuple[int, int] = (0, 0)) -> Latent:
         calls.append(latent.num_frames)
-        return run_flow(latent)
+        return run_flow(latent, trim)
 
     voice.run_flow = counted  # type: ignore[method-assign]
     try:

@@ -108,6 +108,7 @@ class ChunkedDecoder:
         context: int = CONTEXT_PHONEMES,
         costs: CostModel | None = None,
         stage_padding: int | None = None,
+        flow_trim: int = 0,
     ) -> None:
         self.voice = voice
         self.context = context
@@ -116,6 +117,8 @@ class ChunkedDecoder:
         # (``measure_stage_padding``); None: all of ``padding``.
         self.stage_padding = padding if stage_padding is None else min(stage_padding, padding)
         self.flow_padding = flow_padding
+        # Frames each flow layer drops from a call's context (``measure_flow_trim``).
+        self.flow_trim = flow_trim if voice.flow_trimmed_layers else 0
         self.pacing: Pacing = pacing or ChunkSchedule()
         # Applied to the padded chunk before trimming (e.g. the denoiser), so
         # whatever it does near the chunk's edges is cut off with the padding.
@@ -124,7 +127,9 @@ class ChunkedDecoder:
         """What each step cost on this machine: measured here, planned with by the pacing."""
         # A call's cost is linear in the frames its later stages run (the fit's units),
         # plus a constant: the first stage's share of the padding beyond them.
-        self.costs.use_padding(self.stage_padding, flow_padding)
+        # A trimmed flow call runs, on average over its layers, this much less context.
+        flow_saved = voice.flow_trimmed_layers * self.flow_trim // 2
+        self.costs.use_padding(self.stage_padding, flow_padding - flow_saved)
         self.clock = clock  # times steps; a job's PlaybackClock must use the same clock
         self.hop = voice.config.hop_length
 
@@ -265,9 +270,7 @@ class ChunkedDecoder:
             return self.pacing.flow_end(done, needed, reach, clock, self.costs)
 
         begin = max(0, first - self.padding)
-        flow = _FlowCursor(
-            self.voice, latent, self.flow_padding, self.costs, self.clock, flow_end, begin
-        )
+        flow = _FlowCursor(self, latent, flow_end, begin)
         spans = self.pacing.spans(stop - first, self.padding, clock, self.costs)
         for index, paced in enumerate(spans):
             local = paced.span
@@ -323,41 +326,47 @@ class _FlowCursor:
     Frames up to ``done`` are final; extending them runs the flow over the new
     frames plus ``padding`` frames of context each side, kept off again. How far
     each call reaches is the pacing's choice (``Pacing.flow_end``): each call
-    recomputes 2 x ``padding`` frames of context, so few calls, yet the first
-    call covers only the first chunk.
+    recomputes 2 x ``padding`` frames of context (less ``flow_trim`` after each
+    layer), so few calls, yet the first call covers only the first chunk.
     """
 
     def __init__(
         self,
-        voice: Voice,
+        streamer: ChunkedDecoder,
         prior: Latent,
-        padding: int,
-        costs: CostModel,
-        clock: Clock,
         reach: Callable[[int, int], int],
         begin: int = 0,
     ) -> None:
-        self.voice = voice
-        self.clock = clock
+        self.streamer = streamer
+        self.voice = streamer.voice
         self.prior = prior
-        self.padding = padding
-        self.costs = costs
         self.reach = reach
-        self.z = prior.z if voice.flow is None else np.empty_like(prior.z)
+        self.z = prior.z if self.voice.flow is None else np.empty_like(prior.z)
         # Frames before ``begin`` are never asked for (context left of a piece).
-        self.done = prior.num_frames if voice.flow is None else begin
+        self.done = prior.num_frames if self.voice.flow is None else begin
 
     def frames(self, start: int, stop: int) -> Latent:
         if stop > self.done:
-            end = min(self.prior.num_frames, max(stop, self.reach(self.done, stop)))
-            first = max(0, self.done - self.padding)
-            last = min(self.prior.num_frames, end + self.padding)
-            started = self.clock()
-            flowed = self.voice.run_flow(self.prior.frames(first, last)).z
-            self.costs.learn_flow(self.clock() - started, last - first)
-            self.z[:, :, self.done : end] = flowed[:, :, self.done - first : end - first]
-            self.done = end
+            self._run(min(self.prior.num_frames, max(stop, self.reach(self.done, stop))))
         return Latent(self.z[:, :, start:stop], self.prior.y_mask[:, :, start:stop], self.prior.g)
+
+    def _run(self, end: int) -> None:
+        streamer, total = self.streamer, self.prior.num_frames
+        first = max(0, self.done - streamer.flow_padding)
+        last = min(total, end + streamer.flow_padding)
+        # Only a side with all of its context can drop frames: at the utterance's
+        # edges the whole utterance's flow sees the same edge.
+        left, right = int(first > 0), int(last < total)
+        trim = (streamer.flow_trim * left, streamer.flow_trim * right)
+        layers = self.voice.flow_trimmed_layers
+        started = streamer.clock()
+        flowed = self.voice.run_flow(self.prior.frames(first, last), trim)
+        # The fit counts frames every layer runs: on average, half the dropped ones.
+        run = last - first - layers * (trim[0] + trim[1]) / 2
+        streamer.costs.learn_flow(streamer.clock() - started, run)
+        offset = first + layers * trim[0]
+        self.z[:, :, self.done : end] = flowed.z[:, :, self.done - offset : end - offset]
+        self.done = end
 
 
 def _pause_as_predicted(
@@ -472,6 +481,31 @@ def measure_stage_padding(voice: Voice, padding: int, tolerance: float = 1e-6) -
         if np.max(np.abs(kept - whole[start * hop : end * hop])) <= tolerance:
             return frames
     return padding
+
+
+def measure_flow_trim(voice: Voice, flow_padding: int, tolerance: float = 1e-6) -> int:
+    """Frames each trimmed flow layer may drop from a call's ``flow_padding`` of
+    context while the kept frames stay as they were (0 where the flow drops none)."""
+    layers = voice.flow_trimmed_layers
+    if not layers:
+        return 0
+    prior = _probe_latent(voice, 96 + 2 * flow_padding)
+    start, end = flow_padding, prior.num_frames - flow_padding
+    kept = voice.run_flow(prior).z[:, :, start:end]
+
+    def exact(trim: int) -> bool:
+        z = voice.run_flow(prior, (trim, trim)).z
+        offset = flow_padding - layers * trim
+        return bool(np.max(np.abs(z[:, :, offset : offset + end - start] - kept)) <= tolerance)
+
+    exact_up_to, inexact_from = 0, flow_padding // layers + 1  # the first is exact by definition
+    while inexact_from - exact_up_to > 1:  # more trim only ever reaches further in
+        middle = (exact_up_to + inexact_from) // 2
+        if exact(middle):
+            exact_up_to = middle
+        else:
+            inexact_from = middle
+    return exact_up_to
 
 
 def measure_flow_padding(voice: Voice, tolerance: float = 1e-6, probe_frames: int = 96) -> int:

@@ -15,6 +15,12 @@ SPAN_NAME = "span"
 """The decoder's ``[start, end)`` latent frames whose audio it returns (int64 [2]): its
 first upsampling stage runs over every frame given, the stages after it only over
 these (see ``graph_split.add_span_input``)."""
+TRIM_NAME = "trim"
+"""Frames the separate flow drops (int64 [2]: left, right) after each coupling layer
+but the last, each of which needs that much less context than the one before (see
+``graph_split.add_trim_input``)."""
+TRIMMED_LAYERS_KEY = "trimmed_layers"
+"""The flow's metadata: how many layers drop ``trim`` frames."""
 
 
 class SplitError(ValueError):

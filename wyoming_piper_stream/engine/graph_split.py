@@ -27,6 +27,8 @@ from wyoming_piper_stream.engine.graph_names import (
     PRIOR_NAME,
     SPAN_NAME,
     SPEAKER_EMBEDDING_NAME,
+    TRIM_NAME,
+    TRIMMED_LAYERS_KEY,
     SplitError,
 )
 
@@ -238,6 +240,102 @@ def add_span_input(decoder: ModelProto) -> bool:
     return True
 
 
+def add_trim_input(flow: ModelProto) -> int:
+    """Give the separate flow a ``trim`` input (``graph_names.TRIM_NAME``); returns how
+    many coupling layers drop it (0: the graph is left as it is).
+
+    Each coupling layer reaches a few frames each side (joe: 7 of the flow's 30), so
+    what a layer computes near the edges of a call's context is used by no later
+    layer's kept frames. Dropping it after each layer but the last saves about a
+    third of the context's work. The frame mask the layers multiply by is cut
+    alike. A coupling layer ends in a channel Concat of its Split's halves.
+    """
+    graph = flow.graph
+    halves = {name for node in graph.node if node.op_type == "Split" for name in node.output}
+    ends = [n for n in graph.node if n.op_type == "Concat" and any(i in halves for i in n.input)]
+    layers = len(ends) - 1
+    if layers < 1:
+        return 0
+    cuts = _TimeCuts(graph)
+    head = cuts.sides()
+    for level in range(1, layers + 1):
+        head += cuts.times(level)
+        head += cuts.cut(MASK_NAME, level, f"{MASK_NAME}/{TRIM_NAME}{level}")
+    _use_mask_of_level(graph, {end.output[0] for end in ends[:-1]})
+    for end in ends[:-1]:
+        output = end.output[0]
+        trimmed = f"{output}/{TRIM_NAME}"
+        for node in graph.node:
+            node.input[:] = [trimmed if name == output else name for name in node.input]
+        at = list(graph.node).index(end) + 1
+        for offset, node in enumerate(cuts.cut(output, 1, trimmed)):
+            graph.node.insert(at + offset, node)
+    for offset, node in enumerate(head):
+        graph.node.insert(offset, node)
+    # Lengths inferred before the cuts are wrong after them (onnxruntime warns and
+    # plans buffers by them).
+    del graph.value_info[:]
+    graph.input.append(onnx.helper.make_tensor_value_info(TRIM_NAME, onnx.TensorProto.INT64, [2]))
+    onnx.helper.set_model_props(flow, {TRIMMED_LAYERS_KEY: str(layers)})
+    return layers
+
+
+def _use_mask_of_level(graph: onnx.GraphProto, trimmed: set[str]) -> None:
+    """Nodes after ``k`` trimmed layer outputs take the mask cut ``k`` times."""
+    level: dict[str, int] = {}
+    for node in graph.node:
+        here = max((level.get(name, 0) for name in node.input if name != MASK_NAME), default=0)
+        for name in node.output:
+            level[name] = here + 1 if name in trimmed else here
+        if here and MASK_NAME in node.input:
+            cut = f"{MASK_NAME}/{TRIM_NAME}{here}"
+            node.input[:] = [cut if name == MASK_NAME else name for name in node.input]
+
+
+class _TimeCuts:
+    """Nodes that cut tensors along time by ``level`` times the ``trim`` input."""
+
+    def __init__(self, graph: onnx.GraphProto) -> None:
+        self.graph = graph
+        self.constant(0)
+        for value in (1, 2, 3):
+            self.constant(value)
+
+    def constant(self, value: int) -> str:
+        name = f"{TRIM_NAME}/{value}"
+        if not any(weight.name == name for weight in self.graph.initializer):
+            self.graph.initializer.append(
+                onnx.helper.make_tensor(name, onnx.TensorProto.INT64, [1], [value])
+            )
+        return name
+
+    def sides(self) -> list[NodeProto]:
+        own = f"{TRIM_NAME}/"
+        return [
+            onnx.helper.make_node("Slice", [TRIM_NAME, own + "0", own + "1"], [own + "left1"]),
+            onnx.helper.make_node("Slice", [TRIM_NAME, own + "1", own + "2"], [own + "right1"]),
+        ]
+
+    def times(self, level: int) -> list[NodeProto]:
+        if level == 1:
+            return []
+        own, factor = f"{TRIM_NAME}/", self.constant(level)
+        return [
+            onnx.helper.make_node("Mul", [f"{own}{side}1", factor], [f"{own}{side}{level}"])
+            for side in ("left", "right")
+        ]
+
+    def cut(self, tensor: str, level: int, out: str) -> list[NodeProto]:
+        """``out`` = ``tensor`` without ``level * trim`` frames each side."""
+        own, make = f"{TRIM_NAME}/", onnx.helper.make_node
+        return [
+            make("Shape", [tensor], [f"{out}/shape"]),
+            make("Slice", [f"{out}/shape", own + "2", own + "3"], [f"{out}/frames"]),
+            make("Sub", [f"{out}/frames", f"{own}right{level}"], [f"{out}/end"]),
+            make("Slice", [tensor, f"{own}left{level}", f"{out}/end", own + "2"], [out]),
+        ]
+
+
 def split_model(model: ModelProto, separate_flow: bool = False) -> SplitGraphs:
     """Cut a stock single-graph voice into encoder and decoder (and flow) graphs."""
     graph = model.graph
@@ -277,6 +375,8 @@ def split_model(model: ModelProto, separate_flow: bool = False) -> SplitGraphs:
         # Export metadata (opset imports, producer) must carry over for onnxruntime.
         part.ir_version = model.ir_version
     add_span_input(parts[1])
+    if flow_cut:
+        add_trim_input(parts[2])
     return SplitGraphs(*parts)
 
 

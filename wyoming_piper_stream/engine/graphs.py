@@ -23,6 +23,8 @@ from wyoming_piper_stream.engine.graph_names import (
     PRIOR_NAME,
     SPAN_NAME,
     SPEAKER_EMBEDDING_NAME,
+    TRIM_NAME,
+    TRIMMED_LAYERS_KEY,
 )
 from wyoming_piper_stream.engine.voice_config import VoiceConfig, VoiceError, VoiceFiles
 
@@ -142,6 +144,11 @@ class Voice:
         self._encoder_inputs = {i.name for i in encoder.get_inputs()}
         self._encoder_outputs = [o.name for o in encoder.get_outputs()]
         self._decoder_inputs = {i.name for i in decoder.get_inputs()}
+        self.flow_trimmed_layers = 0
+        """Flow layers that drop ``run_flow``'s ``trim`` (0: the flow takes none)."""
+        if flow is not None and TRIM_NAME in {i.name for i in flow.get_inputs()}:
+            metadata = flow.get_modelmeta().custom_metadata_map
+            self.flow_trimmed_layers = int(metadata.get(TRIMMED_LAYERS_KEY, "0"))
 
     @property
     def has_durations(self) -> bool:
@@ -214,14 +221,25 @@ class Voice:
             durations=None if durations is None else durations.reshape(-1).astype(np.int64),
         )
 
-    def run_flow(self, prior: Latent) -> Latent:
-        """The flow on a stretch of ``z_p``; identity when the decoder holds the flow."""
+    def run_flow(self, prior: Latent, trim: tuple[int, int] = (0, 0)) -> Latent:
+        """The flow on a stretch of ``z_p``; identity when the decoder holds the flow.
+
+        ``trim``: frames each ``flow_trimmed_layers`` layer drops left and right; the
+        result then lacks that many frames times the layers on each side.
+        """
         if self.flow is None:
             return prior
         feed = {PRIOR_NAME: prior.z, MASK_NAME: prior.y_mask}
         if prior.g is not None:
             feed[SPEAKER_EMBEDDING_NAME] = prior.g
-        return Latent(self.flow.run(None, feed)[0], prior.y_mask, prior.g)
+        if self.flow_trimmed_layers:
+            feed[TRIM_NAME] = np.array(trim, dtype=np.int64)
+        elif trim != (0, 0):
+            raise ValueError(f"voice {self.name}: the flow drops no frames")
+        z = self.flow.run(None, feed)[0]
+        layers = self.flow_trimmed_layers
+        mask = prior.y_mask[:, :, layers * trim[0] : prior.num_frames - layers * trim[1]]
+        return Latent(z, mask, prior.g)
 
     def synthesize_whole(
         self, phoneme_ids: Sequence[int], scales: SynthesisScales, speaker_id: int | None = None

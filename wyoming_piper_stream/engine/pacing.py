@@ -255,7 +255,7 @@ class CostModel:
                 self.frames_per_id += 0.3 * (frames / ids - self.frames_per_id)
             self.updates += 1
 
-    def learn_flow(self, seconds: float, frames: int) -> None:
+    def learn_flow(self, seconds: float, frames: float) -> None:
         """``frames``: all the call ran, its context included."""
         with self._lock:
             self.flow.learn(frames, seconds)

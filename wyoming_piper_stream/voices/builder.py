@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from wyoming_piper_stream.engine.chunked_decoder import (
     ChunkedDecoder,
     measure_flow_padding,
+    measure_flow_trim,
     measure_padding,
     measure_stage_padding,
 )
@@ -118,15 +119,17 @@ class VoiceBuilder:
             context=self.streaming.clause_context,
             costs=costs,
             stage_padding=stage_padding,
+            flow_trim=facts.flow_trim,
         )
         _LOGGER.info(
             "Loaded voice %s in %.2f s (padding %d frames, %d after the first stage, "
-            "flow padding %s, gain %.2f)",
+            "flow padding %s, %d less per layer, gain %.2f)",
             files.name,
             time.perf_counter() - started,
             padding,
             stage_padding,
             facts.flow_padding if voice.flow is not None else "-",
+            streamer.flow_trim,
             facts.gain,
         )
         return ReadyVoice(
@@ -193,12 +196,13 @@ class VoiceBuilder:
     def _facts(self, voice: Voice, key: str) -> VoiceFacts:
         facts = self._cache.facts(key) if self._cache else None
         if facts is None:
-            padding = measure_padding(voice)
+            padding, flow_padding = measure_padding(voice), measure_flow_padding(voice)
             facts = VoiceFacts(
                 padding=padding,
                 gain=calibrate_gain(voice),
-                flow_padding=measure_flow_padding(voice),
+                flow_padding=flow_padding,
                 stage_padding=measure_stage_padding(voice, padding),
+                flow_trim=measure_flow_trim(voice, flow_padding),
             )
             if self._cache:
                 self._cache.store_facts(key, facts)

@@ -28,7 +28,7 @@ from wyoming_piper_stream.engine.voice_config import VoiceFiles
 
 _LOGGER = logging.getLogger(__name__)
 
-CACHE_VERSION = "6"
+CACHE_VERSION = "7"
 """Bump when the split or the measurements change, to leave old entries unused."""
 
 _ENCODER = "encoder.onnx"
@@ -36,8 +36,9 @@ _DECODER = "decoder.onnx"
 _FLOW = "flow.onnx"
 _FACTS = "facts.json"
 # 2: the encoder fitted on encoder_units, not ids; 3: decoder and flow per frame run,
-# their context included; 4: the decoder per frame its later stages run
-_COSTS = "costs-4-{machine}.json"
+# their context included; 4: the decoder per frame its later stages run; 5: the flow
+# per frame its layers run on average
+_COSTS = "costs-5-{machine}.json"
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class VoiceFacts:
     flow_padding: int = 0
     stage_padding: int | None = None
     """Context frames of the decoder's stages after the first; None: ``padding``."""
+    flow_trim: int = 0
+    """Frames each flow layer drops from a call's context (``measure_flow_trim``)."""
 
 
 def _optional_int(value: object) -> int | None:
@@ -124,6 +127,7 @@ class VoiceCache:
                     gain=float(data["gain"]),
                     flow_padding=int(data.get("flow_padding", 0)),
                     stage_padding=_optional_int(data.get("stage_padding")),
+                    flow_trim=int(data.get("flow_trim", 0)),
                 )
             except (OSError, ValueError, KeyError, TypeError):
                 continue
