@@ -215,15 +215,15 @@ def test_later_decoder_stages_on_the_span_alone_start_sooner_without_stall(
     speed: float,
 ) -> None:
     """A decoder whose first stage (a fifth of its work) alone runs over all the
-    padding: the costs learned per frame of the later stages still plan no stall,
-    and the cheaper padding buys an earlier start (smaller chunks now pay)."""
+    padding: the plan, which prices every call as if all stages ran all of it,
+    learns cheaper steps, starts sooner and finishes sooner, without a stall."""
     utterances = [120, 140, 130]
     full = _speak(_taught(speed, first_stage_share=0.2), utterances)
     staged = _speak(_taught(speed, stage_padding=1, first_stage_share=0.2), utterances)
     assert full.stall == 0.0 and staged.stall == 0.0
     assert staged.first_audio < full.first_audio
-    assert staged.total < 1.01 * full.total
-    assert staged.audio == full.audio
+    assert staged.total < full.total
+    assert staged.audio == pytest.approx(full.audio)
 
 
 def test_slow_device_holds_the_first_audio_just_as_long_as_needed() -> None:

@@ -125,11 +125,12 @@ class ChunkedDecoder:
         self.postprocess = postprocess
         self.costs = costs or CostModel()
         """What each step cost on this machine: measured here, planned with by the pacing."""
-        # A call's cost is linear in the frames its later stages run (the fit's units),
-        # plus a constant: the first stage's share of the padding beyond them.
-        # A trimmed flow call runs, on average over its layers, this much less context.
-        flow_saved = voice.flow_trimmed_layers * self.flow_trim // 2
-        self.costs.use_padding(self.stage_padding, flow_padding - flow_saved)
+        # The plan prices each call as if every layer ran all of its context: what
+        # the stage padding and the flow trim save is slack. Priced at what they
+        # really run, the plan started sooner and stalled where it had not
+        # (``script/bench --slow 5``, from fresh costs: 3 of 12 requests stalled up
+        # to 0.82 s, against none), on a core whose steps scatter by half.
+        self.costs.use_padding(padding, flow_padding)
         self.clock = clock  # times steps; a job's PlaybackClock must use the same clock
         self.hop = voice.config.hop_length
 
@@ -287,7 +288,7 @@ class ChunkedDecoder:
                 if self.postprocess is not None:
                     audio = self.postprocess(audio)
                 audio = _trim(audio, left, span.end - span.start, self.hop)
-                self.costs.learn_decoder(self.clock() - flowed, inner[1] - inner[0])
+                self.costs.learn_decoder(self.clock() - flowed, span.decode_end - span.decode_start)
                 elapsed = self.clock() - started
             clock.worked(waited=started - requested, seconds=elapsed)
             _LOGGER.debug(
@@ -361,9 +362,7 @@ class _FlowCursor:
         layers = self.voice.flow_trimmed_layers
         started = streamer.clock()
         flowed = self.voice.run_flow(self.prior.frames(first, last), trim)
-        # The fit counts frames every layer runs: on average, half the dropped ones.
-        run = last - first - layers * (trim[0] + trim[1]) / 2
-        streamer.costs.learn_flow(streamer.clock() - started, run)
+        streamer.costs.learn_flow(streamer.clock() - started, last - first)
         offset = first + layers * trim[0]
         self.z[:, :, self.done : end] = flowed.z[:, :, self.done - offset : end - offset]
         self.done = end

@@ -156,14 +156,13 @@ class StepCosts:
     flow: tuple[float, float]
     """Per call, per frame it runs (its new frames and their context)."""
     decoder: tuple[float, float]
-    """Per call, per frame its later stages decode (the chunk and ``padding``); the first
-    stage's share of its wider context is part of the call's cost."""
+    """Per call, per frame it decodes (the chunk and its padding)."""
     frames_per_id: float
     ids_per_char: float
     safety: float = SAFETY
     """Factor on the work in the plan (see ``SAFETY``)."""
     padding: int = 0
-    """Frames of context each side of a decoder call's later stages (``stage_padding``)."""
+    """Frames of context each side of a decoder call."""
     flow_padding: int = 0
     """Frames of context each side of a flow call."""
     spread: float = 1.0
@@ -182,8 +181,8 @@ class StepCosts:
         """A chunk of ``frames``: decoder with its padding, plus the flow's share per frame.
 
         The padding is what makes small chunks dear: on 2 cores, 16 frames decode
-        as 36 (0.6 ms each), 128 as 148, through the first stage; the later stages,
-        most of the work, see one frame of it each side (joe)."""
+        as 36 (0.6 ms each), 128 as 148. Priced as if every decoder stage ran all of
+        it, though only the first does (``ChunkedDecoder``)."""
         return self.call_overhead() + self.per_frame() * frames
 
     def per_frame(self) -> float:
@@ -255,14 +254,14 @@ class CostModel:
                 self.frames_per_id += 0.3 * (frames / ids - self.frames_per_id)
             self.updates += 1
 
-    def learn_flow(self, seconds: float, frames: float) -> None:
+    def learn_flow(self, seconds: float, frames: int) -> None:
         """``frames``: all the call ran, its context included."""
         with self._lock:
             self.flow.learn(frames, seconds)
             self.updates += 1
 
     def learn_decoder(self, seconds: float, frames: int) -> None:
-        """``frames``: all the call's later stages decoded, their padding included."""
+        """``frames``: all the call decoded, its padding included."""
         with self._lock:
             predicted = self.decoder.coefficients()
             expected = 0.0 if predicted is None else predicted[0] + predicted[1] * frames

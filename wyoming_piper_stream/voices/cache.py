@@ -36,9 +36,8 @@ _DECODER = "decoder.onnx"
 _FLOW = "flow.onnx"
 _FACTS = "facts.json"
 # 2: the encoder fitted on encoder_units, not ids; 3: decoder and flow per frame run,
-# their context included; 4: the decoder per frame its later stages run; 5: the flow
-# per frame its layers run on average
-_COSTS = "costs-5-{machine}.json"
+# their context included
+_COSTS = "costs-3-{machine}.json"
 
 
 @dataclass(frozen=True)
