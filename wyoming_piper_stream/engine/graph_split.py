@@ -215,28 +215,22 @@ def add_span_input(decoder: ModelProto) -> bool:
     strides = next((a.ints for a in upsamples[0].attribute if a.name == "strides"), [1])
     stage_output = upsamples[1].input[0]
     sliced = f"{stage_output}/{SPAN_NAME}"
-
-    def own(name: str) -> str:
-        return f"{SPAN_NAME}/{name}"
-
-    helper = onnx.helper
-    graph.initializer.extend(
-        helper.make_tensor(own(name), onnx.TensorProto.INT64, [1], [value])
-        for name, value in (("stride", strides[0]), ("0", 0), ("1", 1), ("2", 2))
-    )
+    own = f"{SPAN_NAME}/"
+    stride = _constant(graph, own + "stride", strides[0])
     nodes = [
-        helper.make_node("Mul", [SPAN_NAME, own("stride")], [own("samples")]),
-        helper.make_node("Slice", [own("samples"), own("0"), own("1")], [own("start")]),
-        helper.make_node("Slice", [own("samples"), own("1"), own("2")], [own("end")]),
+        onnx.helper.make_node("Mul", [SPAN_NAME, stride], [own + "samples"]),
+        *_elements(graph, own + "samples", own + "start", own + "end"),
         # along time (axis 2), in the first stage's samples
-        helper.make_node("Slice", [stage_output, own("start"), own("end"), own("2")], [sliced]),
+        onnx.helper.make_node(
+            "Slice", [stage_output, own + "start", own + "end", _number(graph, 2)], [sliced]
+        ),
     ]
     for node in graph.node:
         node.input[:] = [sliced if name == stage_output else name for name in node.input]
     at = list(graph.node).index(upsamples[1])
     for offset, node in enumerate(nodes):
         graph.node.insert(at + offset, node)
-    graph.input.append(helper.make_tensor_value_info(SPAN_NAME, onnx.TensorProto.INT64, [2]))
+    graph.input.append(onnx.helper.make_tensor_value_info(SPAN_NAME, onnx.TensorProto.INT64, [2]))
     return True
 
 
@@ -292,34 +286,43 @@ def _use_mask_of_level(graph: onnx.GraphProto, trimmed: set[str]) -> None:
             node.input[:] = [cut if name == MASK_NAME else name for name in node.input]
 
 
+def _constant(graph: onnx.GraphProto, name: str, value: int) -> str:
+    """An int64 [1] initializer ``name`` (added once)."""
+    if not any(weight.name == name for weight in graph.initializer):
+        graph.initializer.append(
+            onnx.helper.make_tensor(name, onnx.TensorProto.INT64, [1], [value])
+        )
+    return name
+
+
+def _number(graph: onnx.GraphProto, value: int) -> str:
+    """``value`` as an int64 [1] initializer, named apart from the export's tensors."""
+    return _constant(graph, f"int64/{value}", value)
+
+
+def _elements(graph: onnx.GraphProto, pair: str, first: str, second: str) -> list[NodeProto]:
+    """Nodes giving the two elements of the 1-D ``pair`` as 1-element tensors."""
+    zero, one, two = (_number(graph, value) for value in (0, 1, 2))
+    return [
+        onnx.helper.make_node("Slice", [pair, zero, one], [first]),
+        onnx.helper.make_node("Slice", [pair, one, two], [second]),
+    ]
+
+
 class _TimeCuts:
     """Nodes that cut tensors along time by ``level`` times the ``trim`` input."""
 
     def __init__(self, graph: onnx.GraphProto) -> None:
         self.graph = graph
-        self.constant(0)
-        for value in (1, 2, 3):
-            self.constant(value)
-
-    def constant(self, value: int) -> str:
-        name = f"{TRIM_NAME}/{value}"
-        if not any(weight.name == name for weight in self.graph.initializer):
-            self.graph.initializer.append(
-                onnx.helper.make_tensor(name, onnx.TensorProto.INT64, [1], [value])
-            )
-        return name
 
     def sides(self) -> list[NodeProto]:
         own = f"{TRIM_NAME}/"
-        return [
-            onnx.helper.make_node("Slice", [TRIM_NAME, own + "0", own + "1"], [own + "left1"]),
-            onnx.helper.make_node("Slice", [TRIM_NAME, own + "1", own + "2"], [own + "right1"]),
-        ]
+        return _elements(self.graph, TRIM_NAME, own + "left1", own + "right1")
 
     def times(self, level: int) -> list[NodeProto]:
         if level == 1:
             return []
-        own, factor = f"{TRIM_NAME}/", self.constant(level)
+        own, factor = f"{TRIM_NAME}/", _number(self.graph, level)
         return [
             onnx.helper.make_node("Mul", [f"{own}{side}1", factor], [f"{own}{side}{level}"])
             for side in ("left", "right")
@@ -328,11 +331,12 @@ class _TimeCuts:
     def cut(self, tensor: str, level: int, out: str) -> list[NodeProto]:
         """``out`` = ``tensor`` without ``level * trim`` frames each side."""
         own, make = f"{TRIM_NAME}/", onnx.helper.make_node
+        two, three = (_number(self.graph, value) for value in (2, 3))
         return [
             make("Shape", [tensor], [f"{out}/shape"]),
-            make("Slice", [f"{out}/shape", own + "2", own + "3"], [f"{out}/frames"]),
+            make("Slice", [f"{out}/shape", two, three], [f"{out}/frames"]),
             make("Sub", [f"{out}/frames", f"{own}right{level}"], [f"{out}/end"]),
-            make("Slice", [tensor, f"{own}left{level}", f"{out}/end", own + "2"], [out]),
+            make("Slice", [tensor, f"{own}left{level}", f"{out}/end", two], [out]),
         ]
 
 

@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from wyoming_piper_stream.engine.pacing import CostModel
 from wyoming_piper_stream.engine.voice_config import VoiceFiles
@@ -53,8 +54,8 @@ class VoiceFacts:
     """Frames each flow layer drops from a call's context (``measure_flow_trim``)."""
 
 
-def _optional_int(value: object) -> int | None:
-    return None if value is None else int(value)  # type: ignore[call-overload]
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def entry_key(files: VoiceFiles, separate_flow: bool) -> str:
