@@ -186,9 +186,12 @@ def joe_stage_padding(joe_voice: Voice, joe_padding: int) -> int:
 
 
 def _staged_chunks(
-    voice: Voice, latent: Latent, stage_padding: int, postprocess: Postprocess | None = None
+    voice: Voice,
+    latent: Latent,
+    padding: int,
+    stage_padding: int,
+    postprocess: Postprocess | None = None,
 ) -> list[np.ndarray]:
-    padding = measure_padding(voice)
     streamer = ChunkedDecoder(voice, padding, postprocess=postprocess, stage_padding=stage_padding)
     return [c.audio for c in streamer.decode_chunks(latent)]
 
@@ -216,25 +219,27 @@ def test_stage_padding_gives_seamless_chunks(
     long_ids: list[int],
     long_whole: np.ndarray,
     joe_gain: float,
+    joe_padding: int,
     joe_stage_padding: int,
 ) -> None:
     latent = joe_voice.encode(long_ids, NOISE_OFF)
-    exact = _staged_chunks(joe_voice, latent, joe_stage_padding)
+    exact = _staged_chunks(joe_voice, latent, joe_padding, joe_stage_padding)
     assert _seam_error_lsb(exact, long_whole, joe_gain) <= 1
     # Without it, the later stages' zero padding is heard at each seam.
-    cut = _staged_chunks(joe_voice, latent, 0)
+    cut = _staged_chunks(joe_voice, latent, joe_padding, 0)
     assert _seam_error_lsb(cut, long_whole, joe_gain) > 50
 
 
 def test_denoised_chunks_equal_the_whole_utterance_denoised(
-    joe_voice: Voice, long_ids: list[int], joe_gain: float
+    joe_voice: Voice, long_ids: list[int], joe_gain: float, joe_padding: int
 ) -> None:
     # The server widens the later stages' context to the denoiser's window.
     denoiser = make_denoiser(joe_voice, 1.0, seamless_frames(HOP_LENGTH))
     assert denoiser is not None
     latent = joe_voice.encode(long_ids, NOISE_OFF)
     whole = denoiser(joe_voice.decode(latent))
-    exact = _staged_chunks(joe_voice, latent, seamless_frames(HOP_LENGTH), denoiser)
+    seamless = seamless_frames(HOP_LENGTH)
+    exact = _staged_chunks(joe_voice, latent, joe_padding, seamless, denoiser)
     assert _seam_error_lsb(exact, whole, joe_gain) <= 1
-    short = _staged_chunks(joe_voice, latent, seamless_frames(HOP_LENGTH) - 2, denoiser)
+    short = _staged_chunks(joe_voice, latent, joe_padding, seamless - 2, denoiser)
     assert _seam_error_lsb(short, whole, joe_gain) > 1

@@ -66,13 +66,12 @@ def test_flow_padding_is_measured_and_chunks_stay_exact(
         assert np.max(np.abs(audio - whole)) * joe_gain * 32767 <= 1.0
 
 
-def _streamed(voice: Voice, ids: list[int], schedule: ChunkSchedule, flow_trim: int) -> np.ndarray:
+def _streamed(
+    voice: Voice, ids: list[int], schedule: ChunkSchedule, paddings: tuple[int, int], flow_trim: int
+) -> np.ndarray:
+    padding, flow_padding = paddings
     streamer = ChunkedDecoder(
-        voice,
-        measure_padding(voice),
-        schedule,
-        flow_padding=measure_flow_padding(voice),
-        flow_trim=flow_trim,
+        voice, padding, schedule, flow_padding=flow_padding, flow_trim=flow_trim
     )
     return np.concatenate([c.audio for c in streamer.stream(ids, NOISE_OFF)])
 
@@ -87,14 +86,15 @@ def test_flow_layers_drop_context_and_chunks_stay_exact(
     flow_trim = measure_flow_trim(voice, flow_padding)
     assert voice.flow_trimmed_layers == 3
     assert flow_trim >= 3 and voice.flow_trimmed_layers * flow_trim < flow_padding
+    paddings = (measure_padding(voice), flow_padding)
     ids = ids_for(LONG_SENTENCE)
     whole = _whole(voice, ids)
     for schedule in (ChunkSchedule(16, 128), ChunkSchedule(7, 7), ChunkSchedule(45, 45)):
-        audio = _streamed(voice, ids, schedule, flow_trim)
+        audio = _streamed(voice, ids, schedule, paddings, flow_trim)
         assert len(audio) == len(whole)
         assert np.max(np.abs(audio - whole)) * joe_gain * 32767 <= 1.0
     # Dropping more reaches the kept frames.
-    audio = _streamed(voice, ids, ChunkSchedule(16, 32), flow_trim + 3)
+    audio = _streamed(voice, ids, ChunkSchedule(16, 32), paddings, flow_trim + 3)
     assert np.max(np.abs(audio - whole)) * joe_gain * 32767 > 50
 
 
