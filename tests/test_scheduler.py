@@ -6,6 +6,7 @@ on threads that signal each other, never on sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -179,14 +180,27 @@ def test_a_new_job_plans_with_its_share_of_the_steps() -> None:
     """Three jobs are speaking: a fourth starts its plan at a quarter of the compute."""
     now = [10.0]
     scheduler = StepScheduler(slots=1, clock=lambda: now[0])
-    for _ in range(3):
-        gate = scheduler.gate(PlaybackClock(now=lambda: now[0]))
-        with gate(0.1):
-            pass
-    fourth = PlaybackClock(now=lambda: now[0])
-    scheduler.gate(fourth)
-    assert fourth.share == pytest.approx(0.25)
-    now[0] += 5.0  # the others have finished: a later job has the machine to itself
-    alone = PlaybackClock(now=lambda: now[0])
-    scheduler.gate(alone)
-    assert alone.share == 1.0
+    with contextlib.ExitStack() as running:
+        for _ in range(3):
+            gate = running.enter_context(scheduler.job(PlaybackClock(now=lambda: now[0])))
+            with gate(0.1):
+                pass
+        fourth = PlaybackClock(now=lambda: now[0])
+        running.enter_context(scheduler.job(fourth))
+        assert fourth.share == pytest.approx(0.25)
+        now[0] += 5.0  # the others have been silent for long: a later job has the machine
+        alone = PlaybackClock(now=lambda: now[0])
+        running.enter_context(scheduler.job(alone))
+        assert alone.share == 1.0
+
+
+def test_a_job_right_after_another_has_the_whole_machine() -> None:
+    """A request that arrives just after the last one ended is not planned at half speed."""
+    now = [10.0]
+    scheduler = StepScheduler(slots=1, clock=lambda: now[0])
+    with scheduler.job(PlaybackClock(now=lambda: now[0])) as gate, gate(0.1):
+        now[0] += 0.1
+    now[0] += 0.05  # the client reads the end of the reply and asks again
+    next_job = PlaybackClock(now=lambda: now[0])
+    with scheduler.job(next_job):
+        assert next_job.share == 1.0

@@ -110,20 +110,27 @@ class JobRunner:
         rate = ready.voice.config.sample_rate
         settings = self.context.settings.synthesis
         piece_bytes = settings.samples_per_chunk * _SAMPLE_WIDTH * _CHANNELS
-        gate = self.context.scheduler.gate(queued.clock, arrived=stats.started)
-        pcm = ThreadedIterator(
-            lambda stop: job_pcm.pcm_for_job(
-                ready, queued.job, settings, speaker_id, stop, queued.clock, gate, queued.clauses
-            ),
-            self.context.executor,
-            shutdown=self.context.shutdown,
-        )
-        await self._write(AudioStart(rate, _SAMPLE_WIDTH, _CHANNELS).event())
-        async for audio in pcm:
-            stats.add(len(audio) // _SAMPLE_WIDTH, rate)
-            for offset in range(0, len(audio), piece_bytes):
-                piece = audio[offset : offset + piece_bytes]
-                await self._write(AudioChunk(rate, _SAMPLE_WIDTH, _CHANNELS, piece).event())
+        with self.context.scheduler.job(queued.clock, arrived=stats.started) as gate:
+            pcm = ThreadedIterator(
+                lambda stop: job_pcm.pcm_for_job(
+                    ready,
+                    queued.job,
+                    settings,
+                    speaker_id,
+                    stop,
+                    queued.clock,
+                    gate,
+                    queued.clauses,
+                ),
+                self.context.executor,
+                shutdown=self.context.shutdown,
+            )
+            await self._write(AudioStart(rate, _SAMPLE_WIDTH, _CHANNELS).event())
+            async for audio in pcm:
+                stats.add(len(audio) // _SAMPLE_WIDTH, rate)
+                for offset in range(0, len(audio), piece_bytes):
+                    piece = audio[offset : offset + piece_bytes]
+                    await self._write(AudioChunk(rate, _SAMPLE_WIDTH, _CHANNELS, piece).event())
         await self._write(AudioStop().event())
 
 

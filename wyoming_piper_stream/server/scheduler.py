@@ -99,6 +99,10 @@ class TurnPolicy:
         self._held = (now + self.hold_seconds, entry)
         self._last_step[entry.owner] = now
 
+    def forget(self, owner: object) -> None:
+        """A job that has ended speaks no more, however recent its last step."""
+        self._last_step.pop(owner, None)
+
     def speaking(self, now: float, window: float = ACTIVE_SECONDS) -> int:
         """Owners with a step waiting, running, or ended within ``window``."""
         self._last_step = {o: t for o, t in self._last_step.items() if t >= now - window}
@@ -147,8 +151,13 @@ class StepScheduler:
                 self._policy.finish(entry, self.clock())
                 self._changed.notify_all()
 
-    def gate(self, clock: PlaybackClock, arrived: float | None = None) -> Gate:
-        """The gate of one job: its deadlines follow its playback clock."""
+    @contextlib.contextmanager
+    def job(self, clock: PlaybackClock, arrived: float | None = None) -> Iterator[Gate]:
+        """The gate of one job, whose deadlines follow its playback clock, while it runs.
+
+        Once the job has ended it no longer counts as speaking: a request right after
+        another plans with the whole machine, not with half of it.
+        """
         first_deadline = (self.clock() if arrived is None else arrived) + FIRST_AUDIO_BUDGET
         owner = object()  # the job: its next step may take the slot it just held
         with self._changed:
@@ -160,7 +169,11 @@ class StepScheduler:
         def gate(seconds: float) -> AbstractContextManager[None]:
             return self.turn(step_deadline(clock, first_deadline, seconds), owner)
 
-        return gate
+        try:
+            yield gate
+        finally:
+            with self._changed:
+                self._policy.forget(owner)
 
 
 def step_deadline(clock: PlaybackClock, first_deadline: float, seconds: float) -> float:
