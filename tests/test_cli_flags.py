@@ -78,11 +78,3 @@ def test_flags_reach_the_settings() -> None:
     assert settings.voices.cache_dir is None
     assert settings.limits.max_concurrent_synthesis == 2
     assert settings.synthesis.noise_w_scale == 0.3
-
-
-def test_the_server_shares_one_onnxruntime_pool_only_with_threads_to_share() -> None:
-    """On one core a pool per session, which sleeps, costs less CPU than a shared one."""
-    from wyoming_piper_stream.__main__ import _with_thread_pool
-
-    assert not _with_thread_pool(VoiceLibrarySettings(threads=1)).shared_thread_pool
-    assert _with_thread_pool(VoiceLibrarySettings(threads=2)).shared_thread_pool

@@ -370,7 +370,8 @@ async def _announce(server: AsyncServer, name: str) -> None:
 def run(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     settings = settings_from_args(args)
-    settings = replace(settings, voices=_with_thread_pool(settings.voices))
+    # The process is the server's alone: its voices share one onnxruntime pool.
+    settings = replace(settings, voices=replace(settings.voices, shared_thread_pool=True))
     level = logging.DEBUG if settings.debug else logging.INFO
     logging.basicConfig(level=level, format=settings.log_format)
     _LOGGER.debug("Settings: %s", settings)
@@ -380,13 +381,6 @@ def run(argv: list[str] | None = None) -> None:
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the server took over SIGINT
         code = asyncio.run(serve(settings, web_settings(args, settings)))
     _exit(code)
-
-
-def _with_thread_pool(voices: VoiceLibrarySettings) -> VoiceLibrarySettings:
-    """The process is the server's alone: its voices share one onnxruntime pool, where it
-    has more than one thread. On one core a shared pool took 18% more CPU per step than a
-    sleeping pool per session (joe, 5 words), and the slow-device bench is such a core."""
-    return replace(voices, shared_thread_pool=voices.pool_threads > 1)
 
 
 def _exit(code: int) -> None:

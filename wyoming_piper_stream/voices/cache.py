@@ -26,7 +26,6 @@ from typing import Any
 
 from wyoming_piper_stream.engine.pacing import CostModel
 from wyoming_piper_stream.engine.voice_config import VoiceFiles
-from wyoming_piper_stream.voices.settings import usable_cores
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -89,7 +88,8 @@ def machine_key(threads: int) -> str:
             if line.startswith(("model name", "Model")):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    parts = (platform.machine(), cpu, str(usable_cores()), str(threads), onnxruntime.__version__)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = (platform.machine(), cpu, str(cores), str(threads), onnxruntime.__version__)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 

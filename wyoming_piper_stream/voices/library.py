@@ -210,7 +210,7 @@ class VoiceLibrary:
             if self.settings.shared_thread_pool and not self._pool_made:
                 from wyoming_piper_stream.engine.graphs import share_thread_pool
 
-                share_thread_pool(self.settings.pool_threads)
+                share_thread_pool(self.settings.threads)
                 self._pool_made = True
                 _LOGGER.debug("One onnxruntime pool for all voices")
 

@@ -15,13 +15,6 @@ graphs), keyed like every entry, so its first-ever start only splits it. Made wi
 checks that they are what the code measures now."""
 
 
-def usable_cores() -> int:
-    """Cores this process may run on: its CPU affinity where the system has one."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "wyoming-piper-stream"
@@ -49,15 +42,8 @@ class VoiceLibrarySettings:
     shared_thread_pool: bool = setting(
         False,
         "all voices on one onnxruntime pool made by the library before its first load; "
-        "only the process's one library may (the server's on 2 cores or more, not a flag)",
+        "only the process's one library may (the server's, not a flag)",
     )
-
-    @property
-    def pool_threads(self) -> int:
-        """``threads``, or one per usable core (onnxruntime's own count for a shared pool
-        ignores the affinity: 2 threads on a server pinned to one core)."""
-        return self.threads or usable_cores()
-
     cache_dir: Path | None = setting(
         help="cache of split voices",
         default_factory=default_cache_dir,
