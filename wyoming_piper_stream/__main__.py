@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import Field, fields, replace
+from dataclasses import Field, fields
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -370,8 +370,6 @@ async def _announce(server: AsyncServer, name: str) -> None:
 def run(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     settings = settings_from_args(args)
-    # The process is the server's alone: its voices share one onnxruntime pool.
-    settings = replace(settings, voices=replace(settings.voices, shared_thread_pool=True))
     level = logging.DEBUG if settings.debug else logging.INFO
     logging.basicConfig(level=level, format=settings.log_format)
     _LOGGER.debug("Settings: %s", settings)

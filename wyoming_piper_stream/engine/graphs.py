@@ -70,10 +70,6 @@ class SessionSettings:
 
     use_cuda: bool = False
 
-    shared_pool: bool = False
-    """Run on the process's one intra-op pool, made by ``share_thread_pool`` before any
-    session of the process (``threads`` is then that pool's)."""
-
 
 def _providers(use_cuda: bool) -> list[str]:
     if not use_cuda:
@@ -84,25 +80,19 @@ def _providers(use_cuda: bool) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def share_thread_pool(threads: int) -> None:
-    """Give this process one intra-op pool for all its sessions (before the first one).
-
-    0 threads: one per core the process may run on (its CPU affinity). Its workers
-    spin between a run's operators instead of sleeping, which separate pools could
-    not afford (see ``_session``). Joe on 2 cores, against a pool per session that
-    sleeps, interleaved in one process: wall time 0.73x on 5 words, 0.81x on 80, at
-    the same CPU time. onnxruntime fails any later call, and any session that does
-    not use the pool once it exists.
-    """
-    ort.set_global_thread_pool_sizes(threads, 1)
-
-
 def _session(model: bytes | str, settings: SessionSettings) -> ort.InferenceSession:
     options = ort.SessionOptions()
-    if settings.shared_pool:
-        options.use_per_session_threads = False
-    else:
-        _own_thread_pool(options, settings.threads)
+    # 0 = one intra-op thread per core. Measured on 2 cores (joe, 823 frames):
+    # 2 threads beat 1 for every graph and size, small chunks included
+    # (decoder, 26 frames: 21 vs 43 ms; encoder 176 vs 304 ms; flow, 56 frames:
+    # 15 vs 27 ms), even with another process busy on one core.
+    options.intra_op_num_threads = settings.threads
+    # The graphs are sequential chains: parallel branches gain nothing.
+    options.inter_op_num_threads = 1
+    # A voice has three sessions, each with its own pool; spinning idle pools
+    # steal the cores from the one that runs (measured on 2 cores: total time
+    # 866 -> 579 ms on a 5-word sentence, 4864 -> 4577 ms on 80 words).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # No memory patterns: a pattern is one block per input shape, allocated beside
     # the first run's tensors, and nearly every run here has a new shape (chunk
     # sizes, utterance lengths), so the arenas grew with each (joe, the bench's
@@ -116,20 +106,6 @@ def _session(model: bytes | str, settings: SessionSettings) -> ort.InferenceSess
     return ort.InferenceSession(
         model, sess_options=options, providers=_providers(settings.use_cuda)
     )
-
-
-def _own_thread_pool(options: ort.SessionOptions, threads: int) -> None:
-    # 0 = one intra-op thread per core. Measured on 2 cores (joe, 823 frames):
-    # 2 threads beat 1 for every graph and size, small chunks included
-    # (decoder, 26 frames: 21 vs 43 ms; encoder 176 vs 304 ms; flow, 56 frames:
-    # 15 vs 27 ms), even with another process busy on one core.
-    options.intra_op_num_threads = threads
-    # The graphs are sequential chains: parallel branches gain nothing.
-    options.inter_op_num_threads = 1
-    # A voice has three sessions, each with its own pool; spinning idle pools
-    # steal the cores from the one that runs (measured on 2 cores: total time
-    # 866 -> 579 ms on a 5-word sentence, 4864 -> 4577 ms on 80 words).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
 
 
 def _new_shared_arena() -> None:

@@ -168,11 +168,7 @@ class VoiceBuilder:
         return store
 
     def _session_settings(self) -> SessionSettings:
-        return SessionSettings(
-            threads=self.settings.threads,
-            use_cuda=self.settings.use_cuda,
-            shared_pool=self.settings.shared_thread_pool,
-        )
+        return SessionSettings(threads=self.settings.threads, use_cuda=self.settings.use_cuda)
 
     def _load(self, files: VoiceFiles, key: str, separate_flow: bool) -> Voice:
         cached = self._cached_split(files, key, separate_flow)

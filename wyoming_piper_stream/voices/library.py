@@ -71,8 +71,6 @@ class VoiceLibrary:
         self._configs: dict[Path, tuple[float, VoiceConfig]] = {}
         self._failed: dict[str, tuple[float, Exception]] = {}
         self._ever_loaded: set[str] = set()
-        self._pool_lock = threading.Lock()
-        self._pool_made = False
 
     @property
     def default_voice_name(self) -> str:
@@ -201,18 +199,7 @@ class VoiceLibrary:
             VoiceBuilder,  # heavy: numpy, onnxruntime, espeak-ng
         )
 
-        self._make_thread_pool()
         return VoiceBuilder(self.settings, self.streaming).prepare(files)
-
-    def _make_thread_pool(self) -> None:
-        """The process's one onnxruntime pool, once, before the first voice's sessions."""
-        with self._pool_lock:  # two voices may load at once
-            if self.settings.shared_thread_pool and not self._pool_made:
-                from wyoming_piper_stream.engine.graphs import share_thread_pool
-
-                share_thread_pool(self.settings.threads)
-                self._pool_made = True
-                _LOGGER.debug("One onnxruntime pool for all voices")
 
     def _download_settings(self, download_dir: Path) -> DownloadSettings:
         return DownloadSettings(

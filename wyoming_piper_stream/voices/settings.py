@@ -33,16 +33,9 @@ class VoiceLibrarySettings:
     update_voices: bool = setting(False, "refresh the catalogue")
     local_files_only: bool = setting(False, "never use the network: no catalogue, no downloads")
     max_voices: int = setting(2, "voices kept loaded (least recently used is dropped)", minimum=1)
-    threads: int = setting(
-        0, "onnxruntime threads, one pool for all voices", minimum=0, shown="0 (auto)"
-    )
+    threads: int = setting(0, "onnxruntime threads per graph", minimum=0, shown="0 (auto)")
     use_cuda: bool = setting(
         False, "onnxruntime CUDA provider (logs a warning and uses the CPU if absent)"
-    )
-    shared_thread_pool: bool = setting(
-        False,
-        "all voices on one onnxruntime pool made by the library before its first load; "
-        "only the process's one library may (the server's, not a flag)",
     )
     cache_dir: Path | None = setting(
         help="cache of split voices",
