@@ -255,6 +255,15 @@ def audio_cycles(events: Sequence[Event]) -> list[bytes]:
     return cycles
 
 
+async def wait_for_log(server: ServerProcess, text: str, since: int = 0) -> None:
+    """Until the server has logged ``text`` (it logs a reply after sending its last event)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while text not in server.log(since):
+        assert time.monotonic() < deadline, f"no {text!r} in the log:\n{server.log_tail()}"
+        assert server.process.poll() is None, f"server exited:\n{server.log_tail()}"
+        await asyncio.sleep(0.02)
+
+
 async def read_event(client: AsyncClient, timeout: float = EVENT_TIMEOUT) -> Event | None:
     """The next event, or None when the server closed the connection."""
     try:

@@ -36,6 +36,7 @@ from server_util import (
     run_server,
     synthesize,
     synthesize_events,
+    wait_for_log,
 )
 from wyoming.audio import AudioStart
 from wyoming.error import Error
@@ -198,7 +199,7 @@ async def test_configured_voice_is_downloaded_at_start_and_spoken(
         assert events[-1].type == "audio-stop", [e.type for e in events]
         assert len(starts) == 1 and starts[0].rate == 22050
         assert len(pcm) > 22050 * 2 // 4, f"only {len(pcm)} bytes of audio"
-        assert f"Spoke {len(TEXT)} chars with {VOICE}" in server.log()
+        await wait_for_log(server, f"Spoke {len(TEXT)} chars with {VOICE}")
 
     assert listing(voices_dir) == [f"{VOICE}.onnx", f"{VOICE}.onnx.json", "voices.json"]
     for suffix in (".onnx", ".onnx.json"):

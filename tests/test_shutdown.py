@@ -25,6 +25,7 @@ from server_util import (
     read_event,
     read_until,
     run_server,
+    wait_for_log,
 )
 from wyoming.client import AsyncClient
 from wyoming.info import Describe
@@ -41,14 +42,6 @@ SENTENCE = (
     "When the morning train finally pulled into the quiet little station at the edge of "
     "the valley, the tired travelers gathered their bags and coats."
 )
-
-
-async def wait_for_log(server: ServerProcess, text: str, since: int = 0) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while text not in server.log(since):
-        assert time.monotonic() < deadline, f"no {text!r} in the log:\n{server.log_tail()}"
-        assert server.process.poll() is None, f"server exited:\n{server.log_tail()}"
-        await asyncio.sleep(0.02)
 
 
 def unsent_bytes(server_port: int, client_port: int) -> int:
