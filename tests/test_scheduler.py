@@ -204,3 +204,16 @@ def test_a_job_right_after_another_has_the_whole_machine() -> None:
     next_job = PlaybackClock(now=lambda: now[0])
     with scheduler.job(next_job):
         assert next_job.share == 1.0
+
+
+def test_a_job_that_ends_during_its_step_speaks_no_more() -> None:
+    """A client that leaves mid-step: the step still finishes, the job does not linger."""
+    now = [10.0]
+    scheduler = StepScheduler(slots=1, clock=lambda: now[0])
+    with contextlib.ExitStack() as step:
+        with scheduler.job(PlaybackClock(now=lambda: now[0])) as gate:
+            step.enter_context(gate(0.1))
+        now[0] += 0.1  # the step ends after its job
+    next_job = PlaybackClock(now=lambda: now[0])
+    with scheduler.job(next_job):
+        assert next_job.share == 1.0

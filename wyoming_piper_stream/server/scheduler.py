@@ -97,7 +97,8 @@ class TurnPolicy:
         """The slot stays held a moment for the same owner's next step."""
         self.running -= 1
         self._held = (now + self.hold_seconds, entry)
-        self._last_step[entry.owner] = now
+        if entry.owner in self._last_step:  # not a job that ended during the step (an abort)
+            self._last_step[entry.owner] = now
 
     def forget(self, owner: object) -> None:
         """A job that has ended speaks no more, however recent its last step."""
