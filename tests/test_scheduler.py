@@ -217,3 +217,19 @@ def test_a_job_that_ends_during_its_step_speaks_no_more() -> None:
     next_job = PlaybackClock(now=lambda: now[0])
     with scheduler.job(next_job):
         assert next_job.share == 1.0
+
+
+def test_a_job_that_ended_holds_the_slot_no_more() -> None:
+    """The slot is held a moment for a job's next step; once the job has ended, another
+    job's first step starts at once instead of waiting out the hold."""
+    policy = TurnPolicy(slots=1)
+    ended, new = object(), object()
+    last = _Entry(0.5, 0, ended)
+    policy.enqueue(last)
+    policy.start(last)
+    policy.finish(last, now=10.0)
+    first = _Entry(11.5, 1, new)  # a new request: its first audio is due later
+    policy.enqueue(first)
+    assert policy.wait_seconds(first, 10.001) == pytest.approx(HOLD_SECONDS - 0.001)
+    policy.forget(ended)
+    assert policy.wait_seconds(first, 10.001) == 0.0

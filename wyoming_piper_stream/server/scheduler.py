@@ -101,8 +101,11 @@ class TurnPolicy:
             self._last_step[entry.owner] = now
 
     def forget(self, owner: object) -> None:
-        """A job that has ended speaks no more, however recent its last step."""
+        """A job that has ended speaks no more, however recent its last step, and
+        holds the slot no more for a next step it will not take."""
         self._last_step.pop(owner, None)
+        if self._held is not None and self._held[1].owner is owner:
+            self._held = None
 
     def speaking(self, now: float, window: float = ACTIVE_SECONDS) -> int:
         """Owners with a step waiting, running, or ended within ``window``."""
@@ -175,6 +178,7 @@ class StepScheduler:
         finally:
             with self._changed:
                 self._policy.forget(owner)
+                self._changed.notify_all()
 
 
 def step_deadline(clock: PlaybackClock, first_deadline: float, seconds: float) -> float:
