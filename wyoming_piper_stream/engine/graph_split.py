@@ -315,28 +315,32 @@ class _TimeCuts:
     def __init__(self, graph: onnx.GraphProto) -> None:
         self.graph = graph
 
+    @staticmethod
+    def frames(side: str, level: int) -> str:
+        """The tensor of ``level`` times the trim on ``side`` (left, right)."""
+        return f"{TRIM_NAME}/{side}{level}"
+
     def sides(self) -> list[NodeProto]:
-        own = f"{TRIM_NAME}/"
-        return _elements(self.graph, TRIM_NAME, own + "left1", own + "right1")
+        return _elements(self.graph, TRIM_NAME, self.frames("left", 1), self.frames("right", 1))
 
     def times(self, level: int) -> list[NodeProto]:
         if level == 1:
             return []
-        own, factor = f"{TRIM_NAME}/", _number(self.graph, level)
+        factor = _number(self.graph, level)
         return [
-            onnx.helper.make_node("Mul", [f"{own}{side}1", factor], [f"{own}{side}{level}"])
+            onnx.helper.make_node("Mul", [self.frames(side, 1), factor], [self.frames(side, level)])
             for side in ("left", "right")
         ]
 
     def cut(self, tensor: str, level: int, out: str) -> list[NodeProto]:
         """``out`` = ``tensor`` without ``level * trim`` frames each side."""
-        own, make = f"{TRIM_NAME}/", onnx.helper.make_node
+        make = onnx.helper.make_node
         two, three = (_number(self.graph, value) for value in (2, 3))
         return [
             make("Shape", [tensor], [f"{out}/shape"]),
             make("Slice", [f"{out}/shape", two, three], [f"{out}/frames"]),
-            make("Sub", [f"{out}/frames", f"{own}right{level}"], [f"{out}/end"]),
-            make("Slice", [tensor, f"{own}left{level}", f"{out}/end", two], [out]),
+            make("Sub", [f"{out}/frames", self.frames("right", level)], [f"{out}/end"]),
+            make("Slice", [tensor, self.frames("left", level), f"{out}/end", two], [out]),
         ]
 
 
