@@ -44,7 +44,7 @@ def test_second_load_uses_cached_graphs_and_facts(tmp_path: Path) -> None:
     files = VoiceFiles("tiny", data / "tiny.onnx.json", model=data / "tiny.onnx")
     key = entry_key(files, separate_flow=True)
     names = sorted(p.name for p in (cache / key).iterdir())
-    assert names == ["decoder.onnx", "encoder.onnx", "facts.json", "flow.onnx"]
+    assert names == ["facts.json", "voice.onnx"]
     facts = VoiceCache(cache).facts(key)
     assert (facts.padding, facts.flow_padding) == (
         first.streamer.padding,
@@ -68,8 +68,8 @@ def test_changed_voice_gets_a_new_entry(tmp_path: Path) -> None:
 def test_corrupt_cached_graph_is_rebuilt(tmp_path: Path) -> None:
     data, cache = _voice_dir(tmp_path), tmp_path / "cache"
     good = _audio(_load(data, cache))
-    (encoder,) = cache.glob("*/*/encoder.onnx")
-    encoder.write_bytes(b"not an onnx graph")
+    (graphs,) = cache.glob("*/*/voice.onnx")
+    graphs.write_bytes(b"not an onnx graph")
     assert np.array_equal(_audio(_load(data, cache)), good)
     assert not list(cache.glob("**/.tmp-*"))
 

@@ -62,12 +62,7 @@ def test_a_prebuilt_cache_is_read_and_never_written(tmp_path: Path) -> None:
     prebuilt = tmp_path / "prebuilt"
     assert main(["--cache-dir", str(prebuilt), str(voices / "tiny.onnx")]) == 0
     key = entry_key(voice_files_at(voices / "tiny.onnx"), separate_flow=True)
-    assert sorted(p.name for p in (prebuilt / key).iterdir()) == [
-        "decoder.onnx",
-        "encoder.onnx",
-        "facts.json",
-        "flow.onnx",
-    ]
+    assert sorted(p.name for p in (prebuilt / key).iterdir()) == ["facts.json", "voice.onnx"]
     before = _read_only(prebuilt)
     cache = tmp_path / "cache"
     settings = VoiceLibrarySettings(

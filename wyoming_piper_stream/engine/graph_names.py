@@ -1,5 +1,7 @@
 """What the split graphs look like from outside: tensor names and the split's error.
 
+Also how a merged voice model (``graph_merge``) names its branches.
+
 Kept apart from ``graph_split`` so that loading an already split voice does not
 import ``onnx`` (14 MB of the server's resident memory; only a split needs it).
 """
@@ -21,6 +23,26 @@ but the last, each of which needs that much less context than the one before (se
 ``graph_split.add_trim_input``)."""
 TRIMMED_LAYERS_KEY = "trimmed_layers"
 """The flow's metadata: how many layers drop ``trim`` frames."""
+
+
+ENCODER_BRANCH = "encoder"
+FLOW_BRANCH = "flow"
+DECODER_BRANCH = "decoder"
+"""The graphs of a voice, by the names its merged model gives their branches."""
+
+BRANCHES_KEY = "branches"
+"""A merged voice model's metadata: its branches' inputs, outputs and metadata (JSON),
+in order (see ``graph_merge``)."""
+
+
+def branch_flag(branch: str) -> str:
+    """The bool input of a merged voice model that runs ``branch``."""
+    return f"run_{branch}"
+
+
+def branch_tensor(branch: str, name: str) -> str:
+    """A branch's tensor ``name`` in a merged voice model."""
+    return f"{branch}/{name}"
 
 
 class SplitError(ValueError):

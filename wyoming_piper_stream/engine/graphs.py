@@ -1,23 +1,33 @@
-"""Piper voices as two ONNX sessions: encoder (ids -> latent) and decoder (latent -> audio).
+"""Piper voices as ONNX graphs: encoder (ids -> prior), flow (prior -> latent) and
+decoder (latent -> audio), run as the branches of one session (``graph_merge``).
 
-A voice comes in one of three layouts, all with a Piper JSON config:
+A voice comes in one of four layouts, all with a Piper JSON config:
 - stock: ``X.onnx`` + ``X.onnx.json``, split in memory at load;
-- split by us: ``X.encoder.onnx`` + ``X.decoder.onnx`` + ``X.onnx.json``;
+- split by us: ``X.encoder.onnx`` + ``X.decoder.onnx`` (+ ``X.flow.onnx``) + ``X.onnx.json``;
 - Piper's training export: ``encoder.onnx`` + ``decoder.onnx`` + a config in one folder
-  (its decoder also holds the flow, and takes ``y_mask``).
+  (its decoder also holds the flow, and takes ``y_mask``);
+- our cache's: one merged model of the split graphs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, cast
 
 import numpy as np
 import onnxruntime as ort
 
 from wyoming_piper_stream.engine.graph_names import (
+    BRANCHES_KEY,
+    DECODER_BRANCH,
     DURATIONS_NAME,
+    ENCODER_BRANCH,
+    FLOW_BRANCH,
     LATENT_NAME,
     MASK_NAME,
     PRIOR_NAME,
@@ -25,6 +35,8 @@ from wyoming_piper_stream.engine.graph_names import (
     SPEAKER_EMBEDDING_NAME,
     TRIM_NAME,
     TRIMMED_LAYERS_KEY,
+    branch_flag,
+    branch_tensor,
 )
 from wyoming_piper_stream.engine.voice_config import VoiceConfig, VoiceError, VoiceFiles
 
@@ -80,19 +92,38 @@ def _providers(use_cuda: bool) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def _session(model: bytes | str, settings: SessionSettings) -> ort.InferenceSession:
+SPIN_MICROSECONDS = "2000"
+"""How long an idle worker of a voice's pool spins before it sleeps: across the gaps
+between operators and between a job's steps. onnxruntime's default kept a core busy
+for 60-70 ms after each run, taken from the event loop, the next client and other
+programs on the device. Joe on 2 cores, in one process, 0.2 s between jobs: total time
+with 2 ms 163/597/2414/976/2112 ms, with the default 192/609/2264/986/2068 ms (5w,
+25w, 80w, 3 sentences, 20 short); 7 ms of CPU after a job, against 63."""
+
+
+def _session(
+    model: bytes | str, settings: SessionSettings, spinning: bool = False
+) -> ort.InferenceSession:
     options = ort.SessionOptions()
-    # 0 = one intra-op thread per core. Measured on 2 cores (joe, 823 frames):
-    # 2 threads beat 1 for every graph and size, small chunks included
-    # (decoder, 26 frames: 21 vs 43 ms; encoder 176 vs 304 ms; flow, 56 frames:
-    # 15 vs 27 ms), even with another process busy on one core.
-    options.intra_op_num_threads = settings.threads
     # The graphs are sequential chains: parallel branches gain nothing.
     options.inter_op_num_threads = 1
-    # A voice has three sessions, each with its own pool; spinning idle pools
-    # steal the cores from the one that runs (measured on 2 cores: total time
-    # 866 -> 579 ms on a 5-word sentence, 4864 -> 4577 ms on 80 words).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if spinning:
+        # A voice's one session (``graph_merge``): its pool may spin between
+        # operators, as no other pool of the voice waits beside it. Sized by the
+        # cores we may run on: a worker spinning on the core of the thread it
+        # waits for would only slow it.
+        options.intra_op_num_threads = settings.threads or _usable_cores()
+        options.add_session_config_entry("session.intra_op.spin_duration_us", SPIN_MICROSECONDS)
+    else:
+        # 0 = one intra-op thread per core. Measured on 2 cores (joe, 823 frames):
+        # 2 threads beat 1 for every graph and size, small chunks included
+        # (decoder, 26 frames: 21 vs 43 ms; encoder 176 vs 304 ms; flow, 56 frames:
+        # 15 vs 27 ms), even with another process busy on one core.
+        options.intra_op_num_threads = settings.threads
+        # A voice in separate sessions has a pool per graph; spinning idle pools
+        # steal the cores from the one that runs (measured on 2 cores: total time
+        # 866 -> 579 ms on a 5-word sentence, 4864 -> 4577 ms on 80 words).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # No memory patterns: a pattern is one block per input shape, allocated beside
     # the first run's tensors, and nearly every run here has a new shape (chunk
     # sizes, utterance lengths), so the arenas grew with each (joe, the bench's
@@ -106,6 +137,27 @@ def _session(model: bytes | str, settings: SessionSettings) -> ort.InferenceSess
     return ort.InferenceSession(
         model, sess_options=options, providers=_providers(settings.use_cuda)
     )
+
+
+def save_optimized(model: bytes, path: Path) -> None:
+    """Write ``model`` as onnxruntime's basic optimizations leave it, for a faster load.
+
+    Loading optimizes a model again, and the merged voice's branches take longer than
+    three graphs (joe, 2 cores: 1.11 s against 0.82 s); the saved basic pass (constant
+    folding, eliminations: standard operators only, so any machine and provider can
+    load it) brings the load to 0.65 s, with the same graphs after it.
+    """
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(path)
+    options.intra_op_num_threads = 1
+    ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def _new_shared_arena() -> None:
@@ -125,30 +177,111 @@ def _new_shared_arena() -> None:
     ort.create_and_register_allocator(memory, ort.OrtArenaCfg({}))
 
 
+class Graph(Protocol):
+    """One of a voice's graphs as the voice runs it: a session, or a branch of one."""
+
+    @property
+    def inputs(self) -> frozenset[str]: ...
+
+    @property
+    def outputs(self) -> tuple[str, ...]: ...
+
+    @property
+    def metadata(self) -> Mapping[str, str]: ...
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]: ...
+
+
+class SessionGraph:
+    """A graph with a session of its own."""
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self._session = session
+        self.inputs = frozenset(arg.name for arg in session.get_inputs())
+        self.outputs = tuple(arg.name for arg in session.get_outputs())
+        self.metadata: Mapping[str, str] = dict(session.get_modelmeta().custom_metadata_map)
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        return cast(list[np.ndarray], self._session.run(None, dict(feed)))
+
+
+class BranchGraph:
+    """A graph that is one branch of the voice's single session (``graph_merge``)."""
+
+    def __init__(
+        self, session: ort.InferenceSession, name: str, listing: Mapping[str, Any]
+    ) -> None:
+        self._session = session
+        self._name = name
+        self.inputs = frozenset(listing[name]["inputs"])
+        self.outputs = tuple(listing[name]["outputs"])
+        self.metadata: Mapping[str, str] = dict(listing[name]["metadata"])
+        self._fetch = [branch_tensor(name, output) for output in self.outputs]
+        own = {branch_tensor(name, tensor) for tensor in self.inputs}
+        flags = {branch_flag(other) for other in list(listing)[:-1]}
+        # Every input of the model must be fed: the other branches' get placeholders,
+        # which only the branch not chosen would read.
+        self._idle = {
+            arg.name: _placeholder(arg)
+            for arg in session.get_inputs()
+            if arg.name not in own and arg.name not in flags
+        }
+        self._idle.update({flag: np.array(flag == branch_flag(name)) for flag in flags})
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        full = dict(self._idle)
+        full.update((branch_tensor(self._name, key), value) for key, value in feed.items())
+        return cast(list[np.ndarray], self._session.run(self._fetch, full))
+
+
+_NUMPY_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+}
+
+
+def _placeholder(arg: ort.NodeArg) -> np.ndarray:
+    """A smallest tensor of the input's type and rank."""
+    shape = [dim if isinstance(dim, int) and dim > 0 else 1 for dim in arg.shape]
+    return np.zeros(shape, dtype=_NUMPY_TYPES.get(arg.type, np.float32))
+
+
+def branch_graphs(session: ort.InferenceSession) -> dict[str, BranchGraph]:
+    """The branches of a merged voice model's session, by name."""
+    metadata = session.get_modelmeta().custom_metadata_map
+    if BRANCHES_KEY not in metadata:
+        raise VoiceError("not a merged voice model (no list of branches)")
+    listing: dict[str, Any] = json.loads(metadata[BRANCHES_KEY])
+    return {name: BranchGraph(session, name, listing) for name in listing}
+
+
 class Voice:
-    """A loaded voice: config plus encoder and decoder sessions (thread-safe to run)."""
+    """A loaded voice: config plus its encoder, decoder and flow graphs (thread-safe to run)."""
 
     def __init__(
         self,
         name: str,
         config: VoiceConfig,
-        encoder: ort.InferenceSession,
-        decoder: ort.InferenceSession,
-        flow: ort.InferenceSession | None = None,
+        encoder: Graph,
+        decoder: Graph,
+        flow: Graph | None = None,
     ) -> None:
         self.name = name
         self.config = config
         self.encoder = encoder
         self.decoder = decoder
         self.flow = flow
-        self._encoder_inputs = {i.name for i in encoder.get_inputs()}
-        self._encoder_outputs = [o.name for o in encoder.get_outputs()]
-        self._decoder_inputs = {i.name for i in decoder.get_inputs()}
+        self._encoder_inputs = encoder.inputs
+        self._encoder_outputs = encoder.outputs
+        self._decoder_inputs = decoder.inputs
         self.flow_trimmed_layers = 0
         """Flow layers that drop ``run_flow``'s ``trim`` (0: the flow takes none)."""
-        if flow is not None and TRIM_NAME in {i.name for i in flow.get_inputs()}:
-            metadata = flow.get_modelmeta().custom_metadata_map
-            self.flow_trimmed_layers = int(metadata.get(TRIMMED_LAYERS_KEY, "0"))
+        if flow is not None and TRIM_NAME in flow.inputs:
+            self.flow_trimmed_layers = int(flow.metadata.get(TRIMMED_LAYERS_KEY, "0"))
 
     @property
     def has_durations(self) -> bool:
@@ -208,7 +341,7 @@ class Voice:
         }
         if self.is_multi_speaker:
             feed["sid"] = np.array([speaker_id or 0], dtype=np.int64)
-        outputs = dict(zip(self._encoder_outputs, self.encoder.run(None, feed), strict=True))
+        outputs = dict(zip(self._encoder_outputs, self.encoder.run(feed), strict=True))
         z = outputs[PRIOR_NAME] if self.flow is not None else outputs[LATENT_NAME]
         y_mask = outputs.get(MASK_NAME)
         if y_mask is None:  # our split: z is already masked
@@ -236,7 +369,7 @@ class Voice:
             feed[TRIM_NAME] = np.array(trim, dtype=np.int64)
         elif trim != (0, 0):
             raise ValueError(f"voice {self.name}: the flow drops no frames")
-        z = self.flow.run(None, feed)[0]
+        z = self.flow.run(feed)[0]
         layers = self.flow_trimmed_layers
         mask = prior.y_mask[:, :, layers * trim[0] : prior.num_frames - layers * trim[1]]
         return Latent(z, mask, prior.g)
@@ -269,7 +402,7 @@ class Voice:
             if latent.g is None:
                 raise VoiceError(f"voice {self.name}: decoder needs a speaker embedding")
             feed[SPEAKER_EMBEDDING_NAME] = latent.g
-        audio: np.ndarray = self.decoder.run(None, feed)[0].reshape(-1)
+        audio: np.ndarray = self.decoder.run(feed)[0].reshape(-1)
         if self.decodes_spans:
             return audio
         hop = self.config.hop_length
@@ -290,30 +423,44 @@ class Voice:
 def load_voice(
     files: VoiceFiles, settings: SessionSettings | None = None, separate_flow: bool = False
 ) -> Voice:
-    """Load a voice from its files; stock graphs are split in memory."""
+    """Load a voice from its files into one session where its graphs allow.
+
+    Our cache's merged model loads as it is (without onnx, 14 MB); a stock voice is
+    split, and graphs in files of their own are merged, in memory.
+    """
     settings = settings or SessionSettings()
     config = VoiceConfig.from_file(files.config)
-    flow = None
     _new_shared_arena()
     try:
-        if files.model is not None:
-            # Only to split: a split voice loads without onnx (14 MB).
-            from wyoming_piper_stream.engine.graph_split import split_path
-
-            graphs = split_path(files.model, separate_flow)
-            encoder = _session(graphs.encoder.SerializeToString(), settings)
-            decoder = _session(graphs.decoder.SerializeToString(), settings)
-            if graphs.flow is not None:
-                flow = _session(graphs.flow.SerializeToString(), settings)
-        elif files.encoder is not None and files.decoder is not None:
-            encoder = _session(str(files.encoder), settings)
-            decoder = _session(str(files.decoder), settings)
-            if files.flow is not None:
-                flow = _session(str(files.flow), settings)
+        if files.graphs is not None:
+            graphs: Mapping[str, Graph] = branch_graphs(
+                _session(str(files.graphs), settings, spinning=True)
+            )
+        elif files.model is not None or (files.encoder and files.decoder):
+            graphs = _graphs_in_memory(files, settings, separate_flow)
         else:
             raise VoiceError(f"voice {files.name}: no model files")
     except VoiceError:
         raise
     except Exception as error:  # onnx/onnxruntime raise many types for a bad file
         raise VoiceError(f"cannot load voice {files.name}: {error}") from error
-    return Voice(files.name, config, encoder, decoder, flow)
+    return Voice(
+        files.name, config, graphs[ENCODER_BRANCH], graphs[DECODER_BRANCH], graphs.get(FLOW_BRANCH)
+    )
+
+
+def _graphs_in_memory(
+    files: VoiceFiles, settings: SessionSettings, separate_flow: bool
+) -> Mapping[str, Graph]:
+    from wyoming_piper_stream.engine.graph_merge import MergeError, merge_graphs, voice_models
+
+    models = voice_models(files, separate_flow)
+    try:
+        merged = merge_graphs(models)
+    except MergeError as error:
+        _LOGGER.info("Voice %s: a session per graph (%s)", files.name, error)
+        return {
+            name: SessionGraph(_session(model.SerializeToString(), settings))
+            for name, model in models
+        }
+    return branch_graphs(_session(merged.SerializeToString(), settings, spinning=True))

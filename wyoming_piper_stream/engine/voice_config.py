@@ -80,7 +80,8 @@ class VoiceConfig:
 
 @dataclass(frozen=True)
 class VoiceFiles:
-    """Where one voice's files are; ``model`` for stock, ``encoder``+``decoder`` for pairs."""
+    """Where one voice's files are; ``model`` for stock, ``encoder``+``decoder`` for pairs,
+    ``graphs`` for our cache's merged model."""
 
     name: str
     config: Path
@@ -89,3 +90,5 @@ class VoiceFiles:
     decoder: Path | None = None
     flow: Path | None = None
     """A separate flow graph (our three-way split): the encoder then ends at ``z_p``."""
+    graphs: Path | None = None
+    """Our cache's merged model of the split graphs (``graph_merge``)."""

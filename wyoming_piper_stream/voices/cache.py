@@ -29,12 +29,11 @@ from wyoming_piper_stream.engine.voice_config import VoiceFiles
 
 _LOGGER = logging.getLogger(__name__)
 
-CACHE_VERSION = "7"
-"""Bump when the split or the measurements change, to leave old entries unused."""
+CACHE_VERSION = "8"
+"""Bump when the split or the measurements change, to leave old entries unused.
+8: the split graphs as one merged model, run by one session (costs learned afresh)."""
 
-_ENCODER = "encoder.onnx"
-_DECODER = "decoder.onnx"
-_FLOW = "flow.onnx"
+_GRAPHS = "voice.onnx"
 _FACTS = "facts.json"
 # 2: the encoder fitted on encoder_units, not ids; 3: decoder and flow per frame run,
 # their context included
@@ -104,19 +103,12 @@ class VoiceCache:
         return [folder / key for folder in (*self.read_only, self.root)]
 
     def split_files(self, files: VoiceFiles, key: str, separate_flow: bool) -> VoiceFiles:
-        """Files of the split graphs for a stock voice, splitting it on first use."""
-        entry = next((e for e in self._entries(key) if (e / _ENCODER).is_file()), None)
+        """The merged model of a stock voice's split graphs, split on first use."""
+        entry = next((e for e in self._entries(key) if (e / _GRAPHS).is_file()), None)
         if entry is None:
             entry = self.root / key
             self._write_entry(entry, lambda tmp: _split_into(files, tmp, separate_flow))
-        flow = entry / _FLOW
-        return VoiceFiles(
-            name=files.name,
-            config=files.config,
-            encoder=entry / _ENCODER,
-            decoder=entry / _DECODER,
-            flow=flow if flow.is_file() else None,
-        )
+        return VoiceFiles(name=files.name, config=files.config, graphs=entry / _GRAPHS)
 
     def facts(self, key: str) -> VoiceFacts | None:
         for entry in self._entries(key):
@@ -185,12 +177,10 @@ class VoiceCache:
 def _split_into(files: VoiceFiles, folder: Path, separate_flow: bool) -> None:
     if files.model is None:
         raise ValueError("only stock voices are split")
-    import onnx  # only to split: a cached voice loads without it (14 MB)
+    # Only to split: a cached voice loads without onnx (14 MB).
+    from wyoming_piper_stream.engine.graph_merge import merge_graphs, voice_models
+    from wyoming_piper_stream.engine.graphs import save_optimized
 
-    from wyoming_piper_stream.engine.graph_split import split_path
-
-    graphs = split_path(files.model, separate_flow)
-    onnx.save(graphs.encoder, str(folder / _ENCODER))
-    onnx.save(graphs.decoder, str(folder / _DECODER))
-    if graphs.flow is not None:
-        onnx.save(graphs.flow, str(folder / _FLOW))
+    # One model from one stock model: the graphs share its opsets, so they merge.
+    merged = merge_graphs(voice_models(files, separate_flow))
+    save_optimized(merged.SerializeToString(), folder / _GRAPHS)
