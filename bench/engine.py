@@ -25,6 +25,9 @@ from bench.texts import QUICK_TEXTS, TEXTS
 
 OUT_DIR = Path("bench-out")
 ENGINES = ("ours", "piper")
+SETTLE_SECONDS = 0.2
+"""Pause before each synthesis: Piper's onnxruntime pool spins on a core for 60-70 ms
+after its run (ours for 2 ms), which would slow the engine that comes next."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ def run_rounds(runners: dict[str, Runner], names: list[str], rounds: int) -> Res
         order = ENGINES if index % 2 == 0 else ENGINES[::-1]
         for name in names:
             for engine in order:
+                time.sleep(SETTLE_SECONDS)
                 results.add(engine, name, runners[engine](TEXTS[name]))
         print(f"  round {index + 1}/{rounds} done", flush=True)
     return results

@@ -44,6 +44,10 @@ OURS, THEIRS = "ours", "wyoming-piper"
 SERVERS = (OURS, THEIRS)
 STREAM, CONCURRENT = "stream", "4x25w"
 CLIENTS = 4
+SETTLE_SECONDS = 0.2
+"""Pause before each request. An onnxruntime pool may spin on a core after its run:
+wyoming-piper's does for 60-70 ms (onnxruntime's default), ours for 2 ms. Back to back,
+that would slow whichever server comes next; a user's requests are seconds apart."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,7 @@ async def run_rounds(ports: dict[str, int], config: Config) -> Run:
         order = SERVERS if index % 2 == 0 else SERVERS[::-1]
         for case, request in cases.items():
             for server in order:
+                await asyncio.sleep(SETTLE_SECONDS)
                 try:
                     traces = await request(ports[server])
                 except Exception as error:  # keep going; reported at the end
