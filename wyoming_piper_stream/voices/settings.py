@@ -33,7 +33,7 @@ class VoiceLibrarySettings:
     update_voices: bool = setting(False, "refresh the catalogue")
     local_files_only: bool = setting(False, "never use the network: no catalogue, no downloads")
     max_voices: int = setting(2, "voices kept loaded (least recently used is dropped)", minimum=1)
-    threads: int = setting(0, "onnxruntime threads per graph", minimum=0, shown="0 (auto)")
+    threads: int = setting(0, "onnxruntime threads per voice", minimum=0, shown="0 (auto)")
     use_cuda: bool = setting(
         False, "onnxruntime CUDA provider (logs a warning and uses the CPU if absent)"
     )
