@@ -107,7 +107,7 @@ def _session(
     options = ort.SessionOptions()
     # The graphs are sequential chains: parallel branches gain nothing.
     options.inter_op_num_threads = 1
-    if spinning:
+    if spinning and _usable_cores() > 1:
         # A voice's one session (``graph_merge``): its pool may spin between
         # operators, as no other pool of the voice waits beside it. Sized by the
         # cores we may run on: a worker spinning on the core of the thread it
@@ -115,14 +115,17 @@ def _session(
         options.intra_op_num_threads = settings.threads or _usable_cores()
         options.add_session_config_entry("session.intra_op.spin_duration_us", SPIN_MICROSECONDS)
     else:
-        # 0 = one intra-op thread per core. Measured on 2 cores (joe, 823 frames):
-        # 2 threads beat 1 for every graph and size, small chunks included
-        # (decoder, 26 frames: 21 vs 43 ms; encoder 176 vs 304 ms; flow, 56 frames:
-        # 15 vs 27 ms), even with another process busy on one core.
+        # 0 = one intra-op thread per core of the machine. Measured on 2 cores (joe,
+        # 823 frames): 2 threads beat 1 for every graph and size, small chunks
+        # included (decoder, 26 frames: 21 vs 43 ms; encoder 176 vs 304 ms; flow,
+        # 56 frames: 15 vs 27 ms), even with another process busy on one core. On
+        # one core shared with busy programs (``script/bench --slow 5``), one
+        # thread got a smaller share of it: 80 words took 24.0 s, against 20.3 s.
         options.intra_op_num_threads = settings.threads
-        # A voice in separate sessions has a pool per graph; spinning idle pools
-        # steal the cores from the one that runs (measured on 2 cores: total time
-        # 866 -> 579 ms on a 5-word sentence, 4864 -> 4577 ms on 80 words).
+        # Sessions of their own: an idle spinning pool steals the cores of the one
+        # that runs (2 cores, three per voice: total time 866 -> 579 ms on a
+        # 5-word sentence, 4864 -> 4577 ms on 80 words). One core: a spinning
+        # worker would steal it from the thread it waits for.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # No memory patterns: a pattern is one block per input shape, allocated beside
     # the first run's tensors, and nearly every run here has a new shape (chunk
