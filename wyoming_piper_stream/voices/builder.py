@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import time
 from collections.abc import Callable
@@ -50,6 +51,19 @@ def make_denoiser(voice: Voice, strength: float, padding: int) -> Denoiser | Non
     # One bias, the default speaker's: per-speaker biases would cost a decode each.
     bias = voice.decode(voice.zero_latent(BIAS_FRAMES, voice.speaker_id(None)))
     return Denoiser(bias_spectrogram(bias), strength)
+
+
+def _return_freed_memory() -> None:
+    """Give the C heap's free pages back to the system.
+
+    A load reads and parses the model file (63 MB for joe) and frees it again; glibc
+    keeps such pages. Given back, the server's resident memory after loading joe is
+    151 MB instead of 158, and its peak after the bench's texts 200 MB instead of 206.
+    Not glibc (musl, macOS): nothing to do.
+    """
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 @dataclass(frozen=True)
@@ -132,6 +146,7 @@ class VoiceBuilder:
             streamer.flow_trim,
             facts.gain,
         )
+        _return_freed_memory()
         return ReadyVoice(
             voice=voice,
             phonemizer=phonemizer,
