@@ -1,7 +1,7 @@
 """What the server's peak RSS consists of: each step of a server's life, in one process.
 
-Imports (Python, numpy, onnxruntime, the server's modules), the voice's three
-sessions, the phonemizer, the rest of the voice's preparation, then each benchmark
+Imports (Python, numpy, onnxruntime, the server's modules), the voice's
+session, the phonemizer, the rest of the voice's preparation, then each benchmark
 text spoken as the server speaks it (``server.job_pcm.pcm_for_job``), and 4 jobs
 of 25 words at once (interleaved chunk by chunk, as the scheduler's turns do), all
 texts again, and last what importing onnx would add.
@@ -90,11 +90,10 @@ def in_process() -> None:
 
     step("import job path")
     make_session = graphs._session
-    names = iter(("encoder", "decoder", "flow"))
 
-    def measured_session(model: Any, settings: Any) -> Any:
-        session = make_session(model, settings)
-        step(f"session: {next(names, '?')}")
+    def measured_session(model: Any, settings: Any, **options: Any) -> Any:
+        session = make_session(model, settings, **options)
+        step("session (the voice's graphs)")
         return session
 
     graphs._session = measured_session  # type: ignore[assignment]
