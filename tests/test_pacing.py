@@ -482,6 +482,17 @@ def test_the_flow_runs_ahead_only_as_far_as_the_buffer_allows() -> None:
     assert _flow_reach(60.0) == 2000
 
 
+def test_a_short_rest_runs_in_the_first_flow_call() -> None:
+    """5 words: the first chunk needs 26 frames of 118. A second flow call would
+    recompute 60 frames of this one's context to add 62; one call does less work.
+    A long utterance's first call still covers only the first chunk."""
+    costs = CostModel()
+    costs.use_padding(10, 30)
+    pacing = PlannedPacing(16, 128, FRAME_SECONDS)
+    assert pacing.flow_end(0, 26, 118, PlaybackClock(), costs) == 118
+    assert pacing.flow_end(0, 26, 400, PlaybackClock(), costs) == 26
+
+
 def test_a_slow_device_speaks_a_long_sentence_whole() -> None:
     """The 80 words: a first piece of 150 ids in a window of 287, then the rest in a
     window of 905. Fast, the cut brings the first audio forward; on a device near real
