@@ -79,3 +79,22 @@ def test_a_pair_whose_opsets_differ_gets_a_session_per_graph(tmp_path: Path) -> 
     assert _graph_kinds(merged) == {BranchGraph}
     for sid in range(3):
         assert np.array_equal(_speech(separate, sid), _speech(merged, sid))
+
+
+@needs_fixtures
+def test_an_initializer_listed_as_an_input_is_not_fed(tmp_path: Path) -> None:
+    """Older exports list their constants among the inputs too (a single-speaker voice's
+    ``sid``): merged, the voice stays single-speaker and speaks the same."""
+    pair = tmp_path / "pair"
+    shutil.copytree(FIXTURES / "tiny-single-presplit", pair)
+    encoder = onnx.load(str(pair / "encoder.onnx"))
+    (sid,) = [tensor for tensor in encoder.graph.initializer if tensor.name == "sid"]
+    encoder.graph.input.append(
+        onnx.helper.make_tensor_value_info("sid", sid.data_type, list(sid.dims))
+    )
+    onnx.save(encoder, str(pair / "encoder.onnx"))
+    listed = load_voice(voice_files_at(pair))
+    plain = load_voice(voice_files_at(FIXTURES / "tiny-single-presplit"))
+    assert _graph_kinds(listed) == {BranchGraph}
+    assert not listed.is_multi_speaker
+    assert np.array_equal(_speech(listed, 0), _speech(plain, 0))

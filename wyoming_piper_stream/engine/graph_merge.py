@@ -51,9 +51,7 @@ def merge_graphs(branches: Sequence[tuple[str, ModelProto]]) -> ModelProto:
         for name, model in branches
         for out in model.graph.output
     ]
-    inputs = [
-        _renamed_input(name, value) for name, model in branches for value in model.graph.input
-    ]
+    inputs = [_renamed_input(name, value) for name, model in branches for value in _fed(model)]
     flags = [
         helper.make_tensor_value_info(branch_flag(name), TensorProto.BOOL, [])
         for name, _ in branches[:-1]
@@ -77,6 +75,13 @@ def merge_graphs(branches: Sequence[tuple[str, ModelProto]]) -> ModelProto:
     return merged
 
 
+def _fed(model: ModelProto) -> list[onnx.ValueInfoProto]:
+    """The graph's inputs a caller feeds: older exports also list initializers as
+    inputs (a single-speaker voice's constant ``sid``)."""
+    constants = {tensor.name for tensor in model.graph.initializer}
+    return [value for value in model.graph.input if value.name not in constants]
+
+
 def _opsets(model: ModelProto) -> frozenset[tuple[str, int]]:
     return frozenset((entry.domain or "", entry.version) for entry in model.opset_import)
 
@@ -84,7 +89,7 @@ def _opsets(model: ModelProto) -> frozenset[tuple[str, int]]:
 def _listing(branches: Sequence[tuple[str, ModelProto]]) -> dict[str, object]:
     return {
         name: {
-            "inputs": [value.name for value in model.graph.input],
+            "inputs": [value.name for value in _fed(model)],
             "outputs": [value.name for value in model.graph.output],
             "metadata": {prop.key: prop.value for prop in model.metadata_props},
         }
