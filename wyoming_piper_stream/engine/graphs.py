@@ -120,7 +120,7 @@ def _session(
         # included (decoder, 26 frames: 21 vs 43 ms; encoder 176 vs 304 ms; flow,
         # 56 frames: 15 vs 27 ms), even with another process busy on one core. On
         # one core shared with busy programs (``script/bench --slow 5``), one
-        # thread got a smaller share of it: 80 words took 24.0 s, against 20.3 s.
+        # thread got a smaller share of it: 80 words took 24.0 s, two 15.4 s.
         options.intra_op_num_threads = settings.threads
         # Sessions of their own: an idle spinning pool steals the cores of the one
         # that runs (2 cores, three per voice: total time 866 -> 579 ms on a
