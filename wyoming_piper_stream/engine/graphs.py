@@ -107,12 +107,13 @@ def _session(
     options = ort.SessionOptions()
     # The graphs are sequential chains: parallel branches gain nothing.
     options.inter_op_num_threads = 1
-    if spinning and _usable_cores() > 1:
+    cores = usable_cores()
+    if spinning and cores > 1:
         # A voice's one session (``graph_merge``): its pool may spin between
         # operators, as no other pool of the voice waits beside it. Sized by the
         # cores we may run on: a worker spinning on the core of the thread it
         # waits for would only slow it.
-        options.intra_op_num_threads = settings.threads or _usable_cores()
+        options.intra_op_num_threads = settings.threads or cores
         options.add_session_config_entry("session.intra_op.spin_duration_us", SPIN_MICROSECONDS)
     else:
         # 0 = one intra-op thread per core of the machine. Measured on 2 cores (joe,
@@ -157,7 +158,8 @@ def save_optimized(model: bytes, path: Path) -> None:
     ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the system has one)."""
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)

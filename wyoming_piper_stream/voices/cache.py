@@ -81,14 +81,15 @@ def machine_key(threads: int) -> str:
     """
     import onnxruntime
 
+    from wyoming_piper_stream.engine.graphs import usable_cores  # numpy, onnxruntime
+
     cpu = platform.processor()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith(("model name", "Model")):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    parts = (platform.machine(), cpu, str(cores), str(threads), onnxruntime.__version__)
+    parts = (platform.machine(), cpu, str(usable_cores()), str(threads), onnxruntime.__version__)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
