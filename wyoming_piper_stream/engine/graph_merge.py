@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import onnx
 from onnx import ModelProto, TensorProto, helper
@@ -32,6 +33,8 @@ from wyoming_piper_stream.engine.graph_names import (
 )
 from wyoming_piper_stream.engine.graph_split import split_path
 from wyoming_piper_stream.engine.voice_config import VoiceFiles
+
+_Named = TypeVar("_Named", onnx.ValueInfoProto, onnx.TensorProto)
 
 
 class MergeError(ValueError):
@@ -51,7 +54,7 @@ def merge_graphs(branches: Sequence[tuple[str, ModelProto]]) -> ModelProto:
         for name, model in branches
         for out in model.graph.output
     ]
-    inputs = [_renamed_input(name, value) for name, model in branches for value in _fed(model)]
+    inputs = [_renamed(name, value) for name, model in branches for value in _fed(model)]
     flags = [
         helper.make_tensor_value_info(branch_flag(name), TensorProto.BOOL, [])
         for name, _ in branches[:-1]
@@ -63,9 +66,7 @@ def merge_graphs(branches: Sequence[tuple[str, ModelProto]]) -> ModelProto:
         flags + inputs,
         [helper.make_tensor_value_info(name, kind, None) for name, kind in outputs],
         initializer=[
-            _renamed_initializer(name, tensor)
-            for name, model in branches
-            for tensor in model.graph.initializer
+            _renamed(name, tensor) for name, model in branches for tensor in model.graph.initializer
         ],
     )
     first = branches[0][1]
@@ -97,17 +98,11 @@ def _listing(branches: Sequence[tuple[str, ModelProto]]) -> dict[str, object]:
     }
 
 
-def _renamed_initializer(branch: str, tensor: onnx.TensorProto) -> onnx.TensorProto:
-    renamed = onnx.TensorProto()
-    renamed.CopyFrom(tensor)
-    renamed.name = branch_tensor(branch, tensor.name)
-    return renamed
-
-
-def _renamed_input(branch: str, value: onnx.ValueInfoProto) -> onnx.ValueInfoProto:
-    renamed = onnx.ValueInfoProto()
-    renamed.CopyFrom(value)
-    renamed.name = branch_tensor(branch, value.name)
+def _renamed(branch: str, named: _Named) -> _Named:
+    """A copy of a graph's input or initializer under the branch's name for it."""
+    renamed = type(named)()
+    renamed.CopyFrom(named)
+    renamed.name = branch_tensor(branch, named.name)
     return renamed
 
 
