@@ -18,13 +18,15 @@ def test_a_late_chunk_is_a_stall_and_a_negative_least_buffer() -> None:
 
 
 def test_a_held_start_leaves_its_slack_as_the_least_buffer() -> None:
-    # Started with 2 s buffered: chunks at 1.5 s and 1.9 s find 0.5 s and 0.6 s left.
-    trace = Trace([(0.0, 2.0), (1.5, 0.5), (1.9, 1.0)], end=1.9)
+    # A held start: 2 s written as a burst of 0.5 s events, then chunks at 1.5 s and
+    # 1.9 s find 0.5 s and 0.6 s left. Within the burst the player is never short.
+    burst = [(0.0, 0.5), (0.001, 0.5), (0.002, 0.5), (0.003, 0.5)]
+    trace = Trace([*burst, (1.5, 0.5), (1.9, 1.0)], end=1.9)
 
     assert stalls(trace) == (0.0, 0.0)
     assert least_buffer(trace) == pytest.approx(0.5)
 
 
-def test_one_chunk_has_nothing_to_wait_for() -> None:
-    assert least_buffer(Trace([(0.2, 1.0)], end=0.2)) == 0.0
+def test_one_burst_has_no_later_arrival_to_be_late() -> None:
+    assert least_buffer(Trace([(0.2, 1.0), (0.201, 1.0)], end=0.201)) is None
     assert stalls(Trace([], end=0.0)) == (0.0, 0.0)
