@@ -20,14 +20,21 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.stats import Target, fmt_ratio, json_safe, median, ms, p95, paired_ratio, table
+from bench.stats import (
+    SETTLE_SECONDS,
+    Target,
+    fmt_ratio,
+    json_safe,
+    median,
+    ms,
+    p95,
+    paired_ratio,
+    table,
+)
 from bench.texts import QUICK_TEXTS, TEXTS
 
 OUT_DIR = Path("bench-out")
 ENGINES = ("ours", "piper")
-SETTLE_SECONDS = 0.2
-"""Pause before each synthesis: Piper's onnxruntime pool spins on a core for 60-70 ms
-after its run (ours for 2 ms), which would slow the engine that comes next."""
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,17 @@ from bench import coldstart
 from bench.client import Trace, llm_stream, on_connection, one_shot, simultaneous
 from bench.plot import timeline
 from bench.procs import Server, free_port
-from bench.stats import Target, fmt_ratio, json_safe, median, ms, p95, paired_ratio, table
+from bench.stats import (
+    SETTLE_SECONDS,
+    Target,
+    fmt_ratio,
+    json_safe,
+    median,
+    ms,
+    p95,
+    paired_ratio,
+    table,
+)
 from bench.texts import QUICK_TEXTS, STREAM_REPLY, TEXTS, WORDS_25, stream_pieces
 
 OUT_DIR = Path("bench-out")
@@ -44,10 +54,6 @@ OURS, THEIRS = "ours", "wyoming-piper"
 SERVERS = (OURS, THEIRS)
 STREAM, CONCURRENT = "stream", "4x25w"
 CLIENTS = 4
-SETTLE_SECONDS = 0.2
-"""Pause before each request. An onnxruntime pool may spin on a core after its run:
-wyoming-piper's does for 60-70 ms (onnxruntime's default), ours for 2 ms. Back to back,
-that would slow whichever server comes next; a user's requests are seconds apart."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Small statistics, table and target helpers shared by the benchmarks."""
+"""Small statistics, table and target helpers shared by the benchmarks, and their pause."""
 
 from __future__ import annotations
 
@@ -6,6 +6,12 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+
+SETTLE_SECONDS = 0.2
+"""Pause before each measured request or synthesis. An onnxruntime pool may spin on a
+core after its run: wyoming-piper's (Piper's) does for 60-70 ms (onnxruntime's default),
+ours for 2 ms. Back to back, that would slow whichever comes next; a user's requests are
+seconds apart."""
 
 
 def median(values: Sequence[float]) -> float:
