@@ -14,7 +14,8 @@ against the same stretch uncut; samples the limiter touched; energy at
 9-11 kHz; and whether our uncut audio is Piper's sample for sample (after the
 different fixed gain) away from limited peaks.
 
-Usage: ``script/bench-audio``.
+Usage: ``script/bench-audio``; ``--tradeoff``: what the first window's context costs and
+buys (``bench/cut_tradeoff.py``).
 """
 
 from __future__ import annotations
@@ -209,6 +210,8 @@ class Ours:
                 )
             )
         every = clauses.sentence_pieces(phonemes, clauses.clause_pieces(phonemes, 1))
+        if mode == "clauses-known":  # as if each clause's next words had arrived with it
+            return every
         early = [clauses.SentencePiece(p.phonemes, p.before, None) for p in every[:-1]]
         return [*early, *every[-1:]]
 
@@ -237,6 +240,35 @@ def comma_ends(durations: np.ndarray, pieces: list) -> list[int]:
         position = len(piece.before) - (1 if piece.before[-1:] == (" ",) else 0)
         result.append(int(ends[2 + 2 * position]) * HOP)
     return result
+
+
+def sentence_report(
+    ours: Ours, frames: np.ndarray, text: str, mode: str, cut: Spoken, uncut: Spoken
+) -> SentenceReport | None:
+    """``text`` spoken in pieces (``mode``) against uncut; None where it was not cut.
+    ``frames``: the uncut sentence's frames per id."""
+    pieces = ours.pieces(text, mode)
+    if len(pieces) < 2:
+        return None
+    commas = comma_ends(frames, pieces)
+    pauses = [
+        (pause_ms(cut.audio, b), pause_ms(uncut.audio, c))
+        for b, c in zip(cut.bounds, commas, strict=True)
+    ]
+    edges_cut = [0, *cut.bounds, len(cut.audio)]
+    edges_uncut = [0, *commas, len(uncut.audio)]
+    piece_db = [
+        (active_db(cut.pcm[a:b]), active_db(uncut.pcm[c:d]))
+        for a, b, c, d in zip(edges_cut, edges_cut[1:], edges_uncut, edges_uncut[1:], strict=False)
+    ]
+    return SentenceReport(
+        text=text[:40],
+        mode=mode,
+        length_ratio=len(cut.audio) / len(uncut.audio),
+        pauses_ms=pauses,
+        piece_db=piece_db,
+        whole_db=active_db(cut.pcm) - active_db(uncut.pcm),
+    )
 
 
 def run(rounds_texts: tuple[str, ...]) -> dict:
@@ -276,33 +308,9 @@ def run(rounds_texts: tuple[str, ...]) -> dict:
         else:
             match_worst = float("inf")
         for mode in ("cut", "clauses"):
-            cut = spoken[mode]
-            pieces = ours.pieces(text, mode)
-            if len(pieces) < 2:
-                continue
-            commas = comma_ends(frames, pieces)
-            pauses = [
-                (pause_ms(cut.audio, b), pause_ms(uncut.audio, c))
-                for b, c in zip(cut.bounds, commas, strict=True)
-            ]
-            edges_cut = [0, *cut.bounds, len(cut.audio)]
-            edges_uncut = [0, *commas, len(uncut.audio)]
-            piece_db = [
-                (active_db(cut.pcm[a:b]), active_db(uncut.pcm[c:d]))
-                for a, b, c, d in zip(
-                    edges_cut, edges_cut[1:], edges_uncut, edges_uncut[1:], strict=False
-                )
-            ]
-            reports.append(
-                SentenceReport(
-                    text=text[:40],
-                    mode=mode,
-                    length_ratio=len(cut.audio) / len(uncut.audio),
-                    pauses_ms=pauses,
-                    piece_db=piece_db,
-                    whole_db=active_db(cut.pcm) - active_db(uncut.pcm),
-                )
-            )
+            report = sentence_report(ours, frames, text, mode, spoken[mode], uncut)
+            if report is not None:
+                reports.append(report)
     long_texts = [t for t in rounds_texts if len(ours.phonemes(t)) > 200]
     return {
         "encoder_ms": {t[:30]: ours.encoder_ms(t) for t in long_texts},
@@ -339,12 +347,12 @@ def print_report(result: dict) -> None:
     ]
     lengths = [r["length_ratio"] - 1 for r in reports]
     wholes = [r["whole_db"] for r in reports]
-    print(f"length cut/uncut: worst {_worst(lengths):+.2%}")
+    print(f"length cut/uncut: worst {worst(lengths):+.2%}")
     mean = np.mean(pauses)
-    print(f"comma pause at cuts, cut - uncut: mean {mean:+.0f}, worst {_worst(pauses):+.0f} ms")
-    print(f"piece dB vs same stretch uncut: worst {_worst(pieces):+.2f}")
-    print(f"neighbour step vs uncut's: worst {_worst(steps):+.2f} dB")
-    print(f"whole sentence dB cut - uncut: worst {_worst(wholes):+.2f}")
+    print(f"comma pause at cuts, cut - uncut: mean {mean:+.0f}, worst {worst(pauses):+.0f} ms")
+    print(f"piece dB vs same stretch uncut: worst {worst(pieces):+.2f}")
+    print(f"neighbour step vs uncut's: worst {worst(steps):+.2f} dB")
+    print(f"whole sentence dB cut - uncut: worst {worst(wholes):+.2f}")
     bands = result["band_9_11k_db"]
     print(f"samples touched by the limiter: {result['limiter_touched_samples']}")
     print(f"  (all modes; uncut speech {result['seconds']:.1f} s)")
@@ -361,14 +369,25 @@ def print_report(result: dict) -> None:
     print("  (<= 0: every sample is Piper's, rescaled, within rounding)")
 
 
-def _worst(values: list[float]) -> float:
+def worst(values: list[float]) -> float:
     return max(values, key=abs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT_DIR / "audio.json")
+    parser.add_argument(
+        "--tradeoff",
+        action="store_true",
+        help="only the long sentences' first window: first audio against loudness, by context",
+    )
     args = parser.parse_args()
+    if args.tradeoff:
+        from bench import cut_tradeoff  # it builds on this module
+
+        cut_tradeoff.print_rows(cut_tradeoff.run())
+        cut_tradeoff.print_clauses(cut_tradeoff.run_clauses())
+        return
     result = run(SENTENCES)
     print_report(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

