@@ -24,6 +24,7 @@ import argparse
 import itertools
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -340,11 +341,7 @@ def print_report(result: dict) -> None:
         )
     pauses = [a - b for r in reports for a, b in r["pauses_ms"]]
     pieces = [a - b for r in reports for a, b in r["piece_db"]]
-    steps = [
-        (a1 - a0) - (b1 - b0)
-        for r in reports
-        for (a0, b0), (a1, b1) in itertools.pairwise(r["piece_db"])
-    ]
+    steps = [step for r in reports for step in step_errors(r["piece_db"])]
     lengths = [r["length_ratio"] - 1 for r in reports]
     wholes = [r["whole_db"] for r in reports]
     print(f"length cut/uncut: worst {worst(lengths):+.2%}")
@@ -371,6 +368,12 @@ def print_report(result: dict) -> None:
 
 def worst(values: list[float]) -> float:
     return max(values, key=abs)
+
+
+def step_errors(piece_db: Sequence[Sequence[float]]) -> list[float]:
+    """Loudness step from each piece to the next, cut, less the uncut step there
+    (``piece_db``: (cut, uncut) dB per piece)."""
+    return [(a1 - a0) - (b1 - b0) for (a0, b0), (a1, b1) in itertools.pairwise(piece_db)]
 
 
 def main() -> None:

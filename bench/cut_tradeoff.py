@@ -22,6 +22,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -32,10 +33,11 @@ from bench.audio import (
     active_db,
     comma_ends,
     sentence_report,
+    step_errors,
     worst,
 )
 from bench.stats import SETTLE_SECONDS, median
-from wyoming_piper_stream.engine.chunked_decoder import CutPause, DecodedChunk
+from wyoming_piper_stream.engine.chunked_decoder import CutPause
 from wyoming_piper_stream.engine.gate import ungated
 
 CONTEXTS = (128, 256, 384, None)
@@ -59,13 +61,13 @@ class TradeoffRow:
     whole_db: float
 
 
-def _timed_first(chunks: Callable[[], Iterator[DecodedChunk]], rounds: int) -> float:
-    """Median ms from asking to the first decoded chunk."""
+def _median_ms(work: Callable[[], object], rounds: int) -> float:
+    """Median ms of ``work`` over ``rounds``, each after the benches' settling pause."""
     times = []
     for _ in range(rounds):
         time.sleep(SETTLE_SECONDS)
         started = time.perf_counter()
-        next(chunks())
+        work()
         times.append((time.perf_counter() - started) * 1000)
     return median(times)
 
@@ -82,13 +84,13 @@ def _rows_of(ours: Ours, piper_ms: float, text: str, rounds: int) -> Iterator[Tr
     for context in CONTEXTS:
         if context is None or len(pieces) < 2:  # uncut (CONTEXTS' last), or the pacing found
             # no gain in a cut on this machine: one row
-            first = _timed_first(lambda: ours.ready.streamer.stream(ids, ours.scales), rounds)
+            first = _median_ms(lambda: next(streamer.stream(ids, ours.scales)), rounds)
             yield TradeoffRow(text[:30], None, len(ids), first, piper_ms, 0.0, 0.0, 0.0)
             return
         streamer.context = context
         try:
             window = streamer.encoder_ids(pieces[0])
-            first = _timed_first(lambda: streamer.stream_piece(pieces[0], ours.scales), rounds)
+            first = _median_ms(lambda: next(streamer.stream_piece(pieces[0], ours.scales)), rounds)
             audio = _spoken(ours, pieces, context, server_context)
         finally:
             streamer.context = server_context
@@ -104,7 +106,7 @@ def _rows_of(ours: Ours, piper_ms: float, text: str, rounds: int) -> Iterator[Tr
             first,
             piper_ms,
             cut_db[0] - ref_db[0],
-            (cut_db[1] - cut_db[0]) - (ref_db[1] - ref_db[0]),
+            step_errors(list(zip(cut_db, ref_db, strict=True)))[0],
             active_db(joined) - active_db(uncut),
         )
 
@@ -133,34 +135,31 @@ class ClauseWorst:
     whole_db: float
 
 
-def clauseworst(ours: Ours, mode: str) -> ClauseWorst:
-    reports: list[SentenceReport] = []
+def run_clauses(modes: tuple[str, ...] = ("clauses", "clauses-known")) -> list[ClauseWorst]:
+    """The bench sentences spoken clause by clause in each of ``modes``, against uncut."""
+    ours = Ours()
     id_map = ours.ready.voice.config.phoneme_id_map
+    reports: dict[str, list[SentenceReport]] = {mode: [] for mode in modes}
     for text in SENTENCES:
         ids = ours.to_ids(ours.phonemes(text), id_map)
         frames = ours.ready.voice.encode(ids, ours.scales).durations
         uncut = ours.speak(text, "uncut")
-        report = sentence_report(ours, frames, text, mode, ours.speak(text, mode), uncut)
-        if report is not None:
-            reports.append(report)
-    steps = [
-        (a1 - a0) - (b1 - b0)
-        for r in reports
-        for (a0, b0), (a1, b1) in zip(r.piece_db, r.piece_db[1:], strict=False)
-    ]
+        for mode in modes:
+            report = sentence_report(ours, frames, text, mode, ours.speak(text, mode), uncut)
+            if report is not None:
+                reports[mode].append(report)
+    return [_worst_of(mode, found) for mode, found in reports.items()]
+
+
+def _worst_of(mode: str, reports: list[SentenceReport]) -> ClauseWorst:
     return ClauseWorst(
         mode,
         worst([r.length_ratio - 1 for r in reports]),
         worst([a - b for r in reports for a, b in r.pauses_ms]),
         worst([a - b for r in reports for a, b in r.piece_db]),
-        worst(steps),
+        worst([step for r in reports for step in step_errors(r.piece_db)]),
         worst([r.whole_db for r in reports]),
     )
-
-
-def run_clauses() -> list[ClauseWorst]:
-    ours = Ours()
-    return [clauseworst(ours, mode) for mode in ("clauses", "clauses-known")]
 
 
 def print_clauses(rows: list[ClauseWorst]) -> None:
@@ -186,19 +185,13 @@ def run(rounds: int = 3) -> list[TradeoffRow]:
     config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
     rows = []
     for text in LONG_SENTENCES:
-        piper_ms = _timed_piper(piper, config, text, rounds)
-        rows.extend(_rows_of(ours, piper_ms, text, rounds))
+        rows.extend(_rows_of(ours, _piper_ms(piper, config, text, rounds), text, rounds))
     return rows
 
 
-def _timed_piper(piper: object, config: object, text: str, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        time.sleep(SETTLE_SECONDS)
-        started = time.perf_counter()
-        list(piper.synthesize(text, config))  # type: ignore[attr-defined]
-        times.append((time.perf_counter() - started) * 1000)
-    return median(times)
+def _piper_ms(piper: Any, config: Any, text: str, rounds: int) -> float:
+    """Piper's whole synthesis of ``text``: what wyoming-piper's first audio waits for."""
+    return _median_ms(lambda: list(piper.synthesize(text, config)), rounds)
 
 
 def print_rows(rows: list[TradeoffRow]) -> None:
